@@ -1,0 +1,140 @@
+package eventsourcing
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Sentinel errors. Every error returned by this package matches at most one
+// of the persistence sentinels and at most one of the mapping sentinels with
+// [errors.Is], and unwraps to its cause (a driver error, a JSON error, ...).
+//
+// The persistence sentinels follow the Python library (and PEP 249):
+var (
+	// ErrIntegrity: a (originator_id, originator_version) was already
+	// recorded, or a tracking record is not higher than the one stored for
+	// its upstream application. Nothing of the batch was written.
+	ErrIntegrity = errors.New("eventsourcing: integrity error")
+	// ErrOperational: the database is unreachable, the connection was lost,
+	// the database is read-only, or a transaction was cancelled. Retrying may
+	// succeed.
+	ErrOperational = errors.New("eventsourcing: operational error")
+	// ErrLockTimeout: a write lock could not be taken in time (Postgres
+	// lock_timeout, SQLite busy timeout). It also matches ErrOperational and is
+	// safe to retry: nothing was written.
+	ErrLockTimeout = errors.New("eventsourcing: lock timeout")
+	// ErrProgramming: the request can never succeed as given: a missing
+	// table, an invalid table name, an invalid argument, a tracking record
+	// given to a recorder that keeps none.
+	ErrProgramming = errors.New("eventsourcing: programming error")
+	// ErrData: a value does not fit the database (out of range, invalid
+	// text encoding).
+	ErrData = errors.New("eventsourcing: data error")
+)
+
+// The mapping sentinels: converting between domain events and stored events.
+var (
+	// ErrUnknownTopic: a stored event's topic has no registered event type,
+	// or an event's type has no registered topic.
+	ErrUnknownTopic = errors.New("eventsourcing: unknown topic")
+	// ErrUnsupportedType: a value of a Go type the transcoder cannot encode
+	// or decode (register a Transcoding for it).
+	ErrUnsupportedType = errors.New("eventsourcing: unsupported type")
+	// ErrUnknownTranscoding: stored JSON names a "_type_" that has no
+	// registered Transcoding.
+	ErrUnknownTranscoding = errors.New("eventsourcing: unknown transcoding")
+	// ErrSyntax: stored state is not valid JSON.
+	ErrSyntax = errors.New("eventsourcing: invalid JSON")
+	// ErrDecode: stored JSON is valid but does not fit the Go type it is
+	// decoded into, or a Transcoding rejected its data.
+	ErrDecode = errors.New("eventsourcing: cannot decode")
+	// ErrDecrypt: ciphertext could not be decrypted: wrong key, damaged or
+	// truncated data.
+	ErrDecrypt = errors.New("eventsourcing: cannot decrypt state")
+	// ErrDecompress: compressed state is corrupt or truncated.
+	ErrDecompress = errors.New("eventsourcing: cannot decompress state")
+	// ErrClassVersion: a stored event's class version cannot be brought to
+	// the version of its Go type (a missing upcaster, or a stored version newer
+	// than the type).
+	ErrClassVersion = errors.New("eventsourcing: class version mismatch")
+)
+
+// IntegrityError reports a conflict that failed a whole batch. It matches
+// [ErrIntegrity] and unwraps to the driver's error, if any.
+type IntegrityError struct {
+	// Table is the table (or recorder) where the conflict happened.
+	Table string
+	// OriginatorID and Version identify the conflicting event when the
+	// recorder knows it; both are zero otherwise.
+	OriginatorID uuid.UUID
+	Version      int64
+	// Tracking is set when the conflict is a tracking record that is not
+	// higher than the one already stored.
+	Tracking *Tracking
+	// Err is the underlying driver error, or nil.
+	Err error
+}
+
+func (e *IntegrityError) Error() string {
+	var what string
+	switch {
+	case e.Tracking != nil:
+		what = fmt.Sprintf("tracking record %q %d is not higher than the one recorded", e.Tracking.ApplicationName, e.Tracking.NotificationID)
+	case e.OriginatorID != uuid.Nil:
+		what = fmt.Sprintf("version %d of %s already recorded", e.Version, e.OriginatorID)
+	default:
+		what = "an event's originator version was already recorded"
+	}
+	if e.Table != "" {
+		what += " in " + e.Table
+	}
+	if e.Err != nil {
+		return "eventsourcing: integrity error: " + what + ": " + e.Err.Error()
+	}
+	return "eventsourcing: integrity error: " + what
+}
+
+// Is reports whether target is ErrIntegrity.
+func (e *IntegrityError) Is(target error) bool { return target == ErrIntegrity }
+
+// Unwrap returns the driver error.
+func (e *IntegrityError) Unwrap() error { return e.Err }
+
+// DatabaseError is a recorder failure other than an integrity conflict. It
+// matches its Kind (one of the persistence sentinels) with [errors.Is],
+// names the operation and table, and unwraps to the driver error.
+type DatabaseError struct {
+	Kind  error  // ErrOperational, ErrLockTimeout, ErrProgramming or ErrData
+	Op    string // what was being done, e.g. "insert events"
+	Table string // the table involved, if any
+	Err   error  // the driver error, or nil
+}
+
+func (e *DatabaseError) Error() string {
+	s := e.Kind.Error() + ": " + e.Op
+	if e.Table != "" {
+		s += " (table " + e.Table + ")"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Is reports whether target is the error's Kind; a lock timeout is also an
+// operational error.
+func (e *DatabaseError) Is(target error) bool {
+	return target == e.Kind || (e.Kind == ErrLockTimeout && target == ErrOperational)
+}
+
+// Unwrap returns the driver error.
+func (e *DatabaseError) Unwrap() error { return e.Err }
+
+// IsRetryable reports whether err is a failure after which the same call may
+// succeed unchanged: a lock timeout or another operational error. Integrity
+// and programming errors are not retryable.
+func IsRetryable(err error) bool {
+	return errors.Is(err, ErrOperational) && !errors.Is(err, ErrIntegrity)
+}

@@ -1,0 +1,95 @@
+package eventsourcing
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+)
+
+// StoredEvent is an event as recorders store it: the originator columns, the
+// topic that names its type, and its serialised (possibly compressed and
+// encrypted) state.
+type StoredEvent struct {
+	OriginatorID      uuid.UUID
+	OriginatorVersion int64
+	Topic             string
+	State             []byte
+}
+
+// Notification is a stored event with its position in an application's
+// total order of events (notification IDs start at 1 and increase).
+type Notification struct {
+	ID int64
+	StoredEvent
+}
+
+// Tracking records that a downstream application has processed an upstream
+// application's notification. It is written atomically with the events that
+// processing produced.
+type Tracking struct {
+	ApplicationName string
+	NotificationID  int64
+}
+
+// Query bounds a selection of one aggregate's events by version. The zero
+// value (and a nil *Query) selects every event in ascending order. A bound of
+// zero is no bound: versions start at 1.
+type Query struct {
+	GT    int64 // versions greater than GT
+	GTE   int64 // versions greater than or equal to GTE
+	LT    int64 // versions less than LT
+	LTE   int64 // versions less than or equal to LTE
+	Desc  bool  // newest first
+	Limit int   // at most Limit events; zero or negative is no limit
+}
+
+// NotificationQuery refines a selection of notifications. The zero value
+// (and nil) selects every topic, from start inclusive, with no upper bound.
+type NotificationQuery struct {
+	Stop           int64    // IDs up to and including Stop; zero is no bound
+	Topics         []string // only these topics; empty is every topic
+	ExclusiveStart bool     // IDs greater than start, not greater or equal
+}
+
+// AggregateRecorder records sequences of aggregate events, and snapshots.
+type AggregateRecorder interface {
+	// InsertEvents records events atomically: all or nothing. A duplicate
+	// (originator ID, version), within the batch or with a recorded event,
+	// fails the whole batch with ErrIntegrity. If tracking is not nil it is
+	// recorded in the same transaction (a process recorder); recorders that
+	// keep no tracking records return ErrProgramming. It returns the
+	// notification IDs assigned to the events, in order, or nil if the
+	// recorder assigns none.
+	InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error)
+	// SelectEvents returns an aggregate's events within the query's bounds,
+	// ordered by version.
+	SelectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error)
+}
+
+// ApplicationRecorder is an AggregateRecorder that also gives every event a
+// notification ID in one total order across all aggregates. A reader that has
+// seen notification ID n will never later see an event with an ID below n
+// appear, however many writers commit concurrently.
+type ApplicationRecorder interface {
+	AggregateRecorder
+	// SelectNotifications returns at most limit notifications with IDs from
+	// start (inclusive unless q.ExclusiveStart) up to q.Stop (inclusive),
+	// in ascending order. Limit must be positive (ErrProgramming otherwise).
+	SelectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error)
+	// MaxNotificationID returns the highest notification ID, or 0 if there
+	// are no events.
+	MaxNotificationID(ctx context.Context) (int64, error)
+}
+
+// ProcessRecorder is an ApplicationRecorder that records tracking records
+// atomically with events, so that a downstream processor handles each
+// upstream notification exactly once.
+type ProcessRecorder interface {
+	ApplicationRecorder
+	// MaxTrackingID returns the highest notification ID recorded for the
+	// upstream application, or 0 if there is none.
+	MaxTrackingID(ctx context.Context, applicationName string) (int64, error)
+	// HasTrackingID reports whether the upstream application's notification
+	// ID has been processed: it is at or below the highest one recorded.
+	HasTrackingID(ctx context.Context, applicationName string, notificationID int64) (bool, error)
+}
