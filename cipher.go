@@ -1,0 +1,109 @@
+package eventsourcing
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+)
+
+// A Cipher encrypts stored states. Implementations must be safe for
+// concurrent use.
+type Cipher interface {
+	// Encrypt returns the ciphertext of plaintext.
+	Encrypt(plaintext []byte) ([]byte, error)
+	// Decrypt returns the plaintext of ciphertext, or an error wrapping
+	// ErrDecrypt if it cannot be decrypted.
+	Decrypt(ciphertext []byte) ([]byte, error)
+}
+
+// AES-GCM layout of a stored value, as the Python library writes it:
+// nonce || tag || ciphertext, with no associated data.
+const (
+	aesNonceSize = 12
+	aesTagSize   = 16
+)
+
+// AESCipher is the Python library's AESCipher: AES in GCM mode with a 16,
+// 24 or 32-byte key, a random 12-byte nonce per value, and the stored
+// layout nonce(12) || tag(16) || ciphertext.
+type AESCipher struct {
+	aead cipher.AEAD
+}
+
+var _ Cipher = (*AESCipher)(nil)
+
+// NewAESCipher returns an AES-GCM cipher for a 16, 24 or 32-byte key. It
+// returns an error wrapping ErrProgramming for a key of another length.
+func NewAESCipher(key []byte) (*AESCipher, error) {
+	switch len(key) {
+	case 16, 24, 32:
+	default:
+		return nil, fmt.Errorf("%w: AES key is %d bytes, want 16, 24 or 32", ErrProgramming, len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProgramming, err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProgramming, err)
+	}
+	return &AESCipher{aead: aead}, nil
+}
+
+// NewAESCipherBase64 returns an AES-GCM cipher for a key given in standard
+// base64, as CIPHER_KEY holds it.
+func NewAESCipherBase64(key string) (*AESCipher, error) {
+	k, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cipher key is not standard base64: %v", ErrProgramming, err)
+	}
+	return NewAESCipher(k)
+}
+
+// CreateKey returns a new random AES key of n bytes (16, 24 or 32), as
+// standard base64 for CIPHER_KEY.
+func CreateKey(n int) (string, error) {
+	switch n {
+	case 16, 24, 32:
+	default:
+		return "", fmt.Errorf("%w: AES key size %d, want 16, 24 or 32", ErrProgramming, n)
+	}
+	k := make([]byte, n)
+	if _, err := rand.Read(k); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(k), nil
+}
+
+// Encrypt returns nonce || tag || ciphertext of plaintext.
+func (c *AESCipher) Encrypt(plaintext []byte) ([]byte, error) {
+	out := make([]byte, aesNonceSize+aesTagSize+len(plaintext))
+	nonce := out[:aesNonceSize]
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("eventsourcing: nonce: %w", err)
+	}
+	// Seal writes ciphertext || tag; the stored layout has the tag first.
+	sealed := c.aead.Seal(out[aesNonceSize+aesTagSize:aesNonceSize+aesTagSize], nonce, plaintext, nil)
+	copy(out[aesNonceSize:], sealed[len(plaintext):])
+	return out, nil
+}
+
+// Decrypt returns the plaintext of nonce || tag || ciphertext. A value too
+// short to hold a nonce and tag, or one that fails authentication (a wrong
+// key, or damaged data), is an error wrapping ErrDecrypt.
+func (c *AESCipher) Decrypt(data []byte) ([]byte, error) {
+	if len(data) < aesNonceSize+aesTagSize {
+		return nil, fmt.Errorf("%w: %d bytes is too short for AES-GCM (nonce 12 + tag 16)", ErrDecrypt, len(data))
+	}
+	nonce, tag, ct := data[:aesNonceSize], data[aesNonceSize:aesNonceSize+aesTagSize], data[aesNonceSize+aesTagSize:]
+	buf := make([]byte, 0, len(ct)+aesTagSize)
+	buf = append(append(buf, ct...), tag...)
+	pt, err := c.aead.Open(buf[:0], nonce, buf, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: authentication failed: wrong key, or damaged data", ErrDecrypt)
+	}
+	return pt, nil
+}

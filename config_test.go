@@ -1,0 +1,203 @@
+package eventsourcing
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envMap(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+const testKeyB64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+var pgBase = []string{
+	"PERSISTENCE_MODULE", "eventsourcing.postgres",
+	"POSTGRES_DBNAME", "db", "POSTGRES_HOST", "localhost",
+	"POSTGRES_USER", "u", "POSTGRES_PASSWORD", "",
+}
+
+func TestLoadConfigValid(t *testing.T) {
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	tests := []struct {
+		name  string
+		env   []string
+		check func(t *testing.T, c *Config)
+	}{
+		{"defaults", nil, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleMemory || c.SkipCreateTable || c.MultiRowTracking || c.CipherKey != nil || c.Compress {
+				t.Errorf("defaults: %+v", c)
+			}
+		}},
+		{"memory python name", []string{"PERSISTENCE_MODULE", "eventsourcing.popo"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleMemory {
+				t.Errorf("module %q", c.PersistenceModule)
+			}
+		}},
+		{"sqlite", []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", ":memory:", "SQLITE_LOCK_TIMEOUT", "10"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleSQLite || c.SQLite.DBName != ":memory:" || c.SQLite.LockTimeout != 10*time.Second {
+				t.Errorf("sqlite: %+v", c.SQLite)
+			}
+		}},
+		{"sqlite python name", []string{"PERSISTENCE_MODULE", "eventsourcing.sqlite", "SQLITE_DBNAME", "/tmp/x.db"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleSQLite || c.SQLite.DBName != "/tmp/x.db" || c.SQLite.LockTimeout != 0 {
+				t.Errorf("sqlite: %+v", c.SQLite)
+			}
+		}},
+		{"prefixed wins", []string{"PERSISTENCE_MODULE", "memory", "BANKACCOUNTS_PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "a.db", "BANKACCOUNTS_SQLITE_DBNAME", "b.db"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleSQLite || c.SQLite.DBName != "b.db" {
+				t.Errorf("prefixed: %+v", c)
+			}
+		}},
+		{"create table off, multi-row tracking", []string{"CREATE_TABLE", "false", "SINGLE_ROW_TRACKING", "no"}, func(t *testing.T, c *Config) {
+			if !c.SkipCreateTable || !c.MultiRowTracking {
+				t.Errorf("flags: %+v", c)
+			}
+		}},
+		{"create table on", []string{"CREATE_TABLE", "y", "SINGLE_ROW_TRACKING", "1"}, func(t *testing.T, c *Config) {
+			if c.SkipCreateTable || c.MultiRowTracking {
+				t.Errorf("flags: %+v", c)
+			}
+		}},
+		{"cipher and compressor", []string{"CIPHER_TOPIC", AESCipherTopic, "BANKACCOUNTS_CIPHER_KEY", testKeyB64, "COMPRESSOR_TOPIC", ZlibCompressorTopic}, func(t *testing.T, c *Config) {
+			if !bytes.Equal(c.CipherKey, key) || !c.Compress {
+				t.Errorf("cipher/compressor: %+v", c)
+			}
+			opts, err := c.MapperOptions()
+			if err != nil || opts.Cipher == nil || opts.Compressor == nil {
+				t.Errorf("MapperOptions: %+v, %v", opts, err)
+			}
+		}},
+		{"compressor module name", []string{"COMPRESSOR_TOPIC", "zlib"}, func(t *testing.T, c *Config) {
+			if !c.Compress {
+				t.Error("zlib not set")
+			}
+		}},
+		{"postgres defaults", pgBase, func(t *testing.T, c *Config) {
+			p := c.Postgres
+			if c.Module() != ModulePostgres || p.DBName != "db" || p.Host != "localhost" || p.User != "u" || p.Password != "" ||
+				p.Port != 0 || p.PoolSize != 0 || p.MaxOverflow != 0 || p.PrePing || p.Schema != "" {
+				t.Errorf("postgres: %+v", p)
+			}
+		}},
+		{"postgres all", append(append([]string{}, pgBase...),
+			"POSTGRES_PORT", "5433", "POSTGRES_PASSWORD", "pw", "POSTGRES_CONNECT_TIMEOUT", "7",
+			"POSTGRES_CONN_MAX_AGE", "1.5", "POSTGRES_PRE_PING", "on", "POSTGRES_POOL_SIZE", "3",
+			"POSTGRES_MAX_OVERFLOW", "0", "POSTGRES_LOCK_TIMEOUT", "2",
+			"POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "0", "BANKACCOUNTS_POSTGRES_SCHEMA", "myschema"),
+			func(t *testing.T, c *Config) {
+				p := c.Postgres
+				want := PostgresConfig{DBName: "db", Host: "localhost", Port: 5433, User: "u", Password: "pw",
+					ConnectTimeout: 7 * time.Second, ConnMaxAge: 1500 * time.Millisecond, PrePing: true, PoolSize: 3,
+					MaxOverflow: -1, LockTimeout: 2 * time.Second, IdleInTransactionSessionTimeout: -1, Schema: "myschema"}
+				if p != want {
+					t.Errorf("postgres:\n got %+v\nwant %+v", p, want)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := LoadConfig("BankAccounts", envMap(tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Name != "BankAccounts" {
+				t.Errorf("name %q", c.Name)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestLoadConfigInvalid(t *testing.T) {
+	pg := func(kv ...string) []string { return append(append([]string{}, pgBase...), kv...) }
+	tests := []struct {
+		name    string
+		env     []string
+		varName string // the variable the error must name
+		value   string // and the value, if any
+	}{
+		{"unknown module", []string{"PERSISTENCE_MODULE", "mysql"}, "PERSISTENCE_MODULE", "mysql"},
+		{"unknown module prefixed", []string{"BANKACCOUNTS_PERSISTENCE_MODULE", "eventsourcing.mongo"}, "BANKACCOUNTS_PERSISTENCE_MODULE", "eventsourcing.mongo"},
+		{"bad create table", []string{"CREATE_TABLE", "maybe"}, "CREATE_TABLE", "maybe"},
+		{"bad single row tracking", []string{"SINGLE_ROW_TRACKING", "2"}, "SINGLE_ROW_TRACKING", "2"},
+		{"unknown cipher", []string{"CIPHER_TOPIC", "x:Y", "CIPHER_KEY", testKeyB64}, "CIPHER_TOPIC", "x:Y"},
+		{"missing cipher key", []string{"CIPHER_TOPIC", AESCipherTopic}, "CIPHER_KEY", ""},
+		{"cipher key not base64", []string{"CIPHER_TOPIC", AESCipherTopic, "CIPHER_KEY", "!!"}, "CIPHER_KEY", "!!"},
+		{"cipher key wrong size", []string{"CIPHER_TOPIC", AESCipherTopic, "CIPHER_KEY", "AAEC"}, "CIPHER_KEY", "AAEC"},
+		{"unknown compressor", []string{"COMPRESSOR_TOPIC", "lz4"}, "COMPRESSOR_TOPIC", "lz4"},
+		{"sqlite missing dbname", []string{"PERSISTENCE_MODULE", "sqlite"}, "SQLITE_DBNAME", ""},
+		{"sqlite bad lock timeout", []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "x", "SQLITE_LOCK_TIMEOUT", "soon"}, "SQLITE_LOCK_TIMEOUT", "soon"},
+		{"sqlite negative lock timeout", []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "x", "SQLITE_LOCK_TIMEOUT", "-1"}, "SQLITE_LOCK_TIMEOUT", "-1"},
+		{"postgres missing dbname", []string{"PERSISTENCE_MODULE", "postgres", "POSTGRES_HOST", "h", "POSTGRES_USER", "u", "POSTGRES_PASSWORD", ""}, "POSTGRES_DBNAME", ""},
+		{"postgres missing host", []string{"PERSISTENCE_MODULE", "postgres", "POSTGRES_DBNAME", "d", "POSTGRES_USER", "u", "POSTGRES_PASSWORD", ""}, "POSTGRES_HOST", ""},
+		{"postgres missing user", []string{"PERSISTENCE_MODULE", "postgres", "POSTGRES_DBNAME", "d", "POSTGRES_HOST", "h", "POSTGRES_PASSWORD", ""}, "POSTGRES_USER", ""},
+		{"postgres missing password", []string{"PERSISTENCE_MODULE", "postgres", "POSTGRES_DBNAME", "d", "POSTGRES_HOST", "h", "POSTGRES_USER", "u"}, "POSTGRES_PASSWORD", ""},
+		{"postgres bad port", pg("POSTGRES_PORT", "99999"), "POSTGRES_PORT", "99999"},
+		{"postgres bad connect timeout", pg("POSTGRES_CONNECT_TIMEOUT", "x"), "POSTGRES_CONNECT_TIMEOUT", "x"},
+		{"postgres bad conn max age", pg("POSTGRES_CONN_MAX_AGE", "-3"), "POSTGRES_CONN_MAX_AGE", "-3"},
+		{"postgres bad pre ping", pg("POSTGRES_PRE_PING", "sometimes"), "POSTGRES_PRE_PING", "sometimes"},
+		{"postgres bad pool size", pg("POSTGRES_POOL_SIZE", "0"), "POSTGRES_POOL_SIZE", "0"},
+		{"postgres bad max overflow", pg("POSTGRES_MAX_OVERFLOW", "-2"), "POSTGRES_MAX_OVERFLOW", "-2"},
+		{"postgres bad lock timeout", pg("POSTGRES_LOCK_TIMEOUT", "1s"), "POSTGRES_LOCK_TIMEOUT", "1s"},
+		{"postgres bad idle timeout", pg("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "NaN"), "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "NaN"},
+		{"postgres bad schema", pg("POSTGRES_SCHEMA", "a;drop"), "POSTGRES_SCHEMA", "a;drop"},
+		{"postgres schema too long prefixed", pg("BANKACCOUNTS_POSTGRES_SCHEMA", strings.Repeat("s", 64)), "BANKACCOUNTS_POSTGRES_SCHEMA", strings.Repeat("s", 64)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := LoadConfig("BankAccounts", envMap(tt.env...))
+			if err == nil {
+				t.Fatalf("no error, config %+v", c)
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrProgramming) {
+				t.Fatalf("error %v (%T) is not a *ConfigError matching ErrProgramming", err, err)
+			}
+			if ce.Name != tt.varName || ce.Value != tt.value {
+				t.Errorf("error names %s=%q, want %s=%q", ce.Name, ce.Value, tt.varName, tt.value)
+			}
+			if !strings.Contains(err.Error(), tt.varName) {
+				t.Errorf("message %q does not name %s", err, tt.varName)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Config
+		field string
+	}{
+		{"no name", Config{}, "Config.Name"},
+		{"bad module", Config{Name: "a", PersistenceModule: "oracle"}, "Config.PersistenceModule"},
+		{"bad key", Config{Name: "a", CipherKey: []byte{1, 2, 3}}, "Config.CipherKey"},
+		{"sqlite no db", Config{Name: "a", PersistenceModule: ModuleSQLite}, "Config.SQLite.DBName"},
+		{"postgres no host", Config{Name: "a", PersistenceModule: ModulePostgres, Postgres: PostgresConfig{DBName: "d", User: "u"}}, "Config.Postgres"},
+		{"postgres bad schema", Config{Name: "a", PersistenceModule: ModulePostgres, Postgres: PostgresConfig{DBName: "d", Host: "h", User: "u", Schema: "x y"}}, "Config.Postgres.Schema"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Name != tt.field {
+				t.Fatalf("Validate() = %v, want a ConfigError naming %s", err, tt.field)
+			}
+		})
+	}
+	ok := Config{Name: "a", PersistenceModule: ModuleSQLite, SQLite: SQLiteConfig{DBName: ":memory:"}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+}

@@ -1,0 +1,130 @@
+package eventsourcing
+
+import (
+	"context"
+	"fmt"
+	"iter"
+
+	"github.com/google/uuid"
+)
+
+// DefaultPageSize is how many stored events [EventStore.Events] reads per
+// query when the store's PageSize is zero.
+const DefaultPageSize = 1000
+
+// EventStore puts typed domain events into a recorder and gets them back,
+// typed and in order. It is safe for concurrent use if its mapper and
+// recorder are.
+type EventStore[E Event] struct {
+	Mapper   *Mapper[E]
+	Recorder AggregateRecorder
+	// PageSize is how many stored events Events reads per query; zero means
+	// DefaultPageSize.
+	PageSize int
+}
+
+// NewEventStore returns an event store that maps events with m and records
+// them with r.
+func NewEventStore[E Event](m *Mapper[E], r AggregateRecorder) *EventStore[E] {
+	return &EventStore[E]{Mapper: m, Recorder: r}
+}
+
+// Put maps the events and records them atomically, returning their
+// notification IDs (nil if the recorder assigns none). A version that was
+// already recorded fails the whole call with [ErrIntegrity]; an event type
+// without a topic fails it with [ErrUnknownTopic]. Nothing is recorded on
+// error.
+func (s *EventStore[E]) Put(ctx context.Context, events ...E) ([]int64, error) {
+	return s.put(ctx, nil, events)
+}
+
+// PutWithTracking is Put with a tracking record written in the same
+// transaction: the upstream notification that the events were made from.
+// The recorder must be a [ProcessRecorder]. A tracking ID that is not higher
+// than the last one recorded for its application fails with [ErrIntegrity]
+// and records nothing. With no events, only the tracking record is written.
+func (s *EventStore[E]) PutWithTracking(ctx context.Context, tracking Tracking, events ...E) ([]int64, error) {
+	return s.put(ctx, &tracking, events)
+}
+
+func (s *EventStore[E]) put(ctx context.Context, tracking *Tracking, events []E) ([]int64, error) {
+	stored := make([]StoredEvent, len(events))
+	for i, e := range events {
+		se, err := s.Mapper.ToStoredEvent(e)
+		if err != nil {
+			return nil, fmt.Errorf("put event %d of %d: %w", i+1, len(events), err)
+		}
+		stored[i] = se
+	}
+	return s.Recorder.InsertEvents(ctx, stored, tracking)
+}
+
+// Get returns the events of one aggregate within the query's bounds (nil
+// means all of them, oldest first). It reads stored events PageSize at a
+// time, so at most one page of stored states is held besides the typed
+// events it returns.
+func (s *EventStore[E]) Get(ctx context.Context, originatorID uuid.UUID, q *Query) ([]E, error) {
+	var events []E
+	for e, err := range s.Events(ctx, originatorID, q) {
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+	return events, nil
+}
+
+// Events iterates over the events of one aggregate within the query's bounds,
+// reading PageSize stored events per query, so that a long sequence is never
+// held in memory at once. Iteration stops after the first error, which is
+// yielded with the zero E.
+func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Query) iter.Seq2[E, error] {
+	return func(yield func(E, error) bool) {
+		var zero E
+		page := Query{}
+		if q != nil {
+			page = *q
+		}
+		remaining := page.Limit // <= 0: no limit
+		size := s.PageSize
+		if size <= 0 {
+			size = DefaultPageSize
+		}
+		for {
+			page.Limit = size
+			if remaining > 0 && remaining < size {
+				page.Limit = remaining
+			}
+			stored, err := s.Recorder.SelectEvents(ctx, originatorID, &page)
+			if err != nil {
+				yield(zero, err)
+				return
+			}
+			for _, se := range stored {
+				e, err := s.Mapper.FromStoredEvent(se)
+				if err != nil {
+					yield(zero, err)
+					return
+				}
+				if !yield(e, nil) {
+					return
+				}
+			}
+			if remaining > 0 {
+				remaining -= len(stored)
+				if remaining == 0 {
+					return
+				}
+			}
+			if len(stored) < page.Limit {
+				return
+			}
+			last := stored[len(stored)-1].OriginatorVersion
+			if page.Desc {
+				page.LT = last
+			} else {
+				page.GT = last
+			}
+		}
+	}
+}

@@ -1,0 +1,279 @@
+package eventsourcing
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+)
+
+// MapperOptions configures a [Mapper]. The zero value (and nil) maps to
+// plain JSON with a new [Transcoder].
+type MapperOptions struct {
+	// Transcoder writes and reads states; nil means NewTranscoder().
+	Transcoder *Transcoder
+	// Compressor, if not nil, compresses states before encryption.
+	Compressor Compressor
+	// Cipher, if not nil, encrypts states.
+	Cipher Cipher
+}
+
+// A Mapper converts domain events of type E to stored events and back. E is
+// usually an interface that every event type of an application implements
+// (or [Event] itself); each concrete event type is registered under a
+// topic. A Mapper is safe for concurrent use once its types are registered.
+type Mapper[E Event] struct {
+	transcoder *Transcoder
+	compressor Compressor
+	cipher     Cipher
+
+	mu        sync.RWMutex
+	topics    map[reflect.Type]string
+	types     map[string]*eventType
+	upcasters map[string]map[int]func(map[string]any) error
+}
+
+type eventType struct {
+	typ          reflect.Type // as registered: a struct type or a pointer to one
+	elem         reflect.Type // the struct type
+	ptr          bool
+	classVersion int
+}
+
+// NewMapper returns a mapper with the given options (nil for plain JSON).
+func NewMapper[E Event](opts *MapperOptions) *Mapper[E] {
+	m := &Mapper[E]{
+		topics:    map[reflect.Type]string{},
+		types:     map[string]*eventType{},
+		upcasters: map[string]map[int]func(map[string]any) error{},
+	}
+	if opts != nil {
+		m.transcoder, m.compressor, m.cipher = opts.Transcoder, opts.Compressor, opts.Cipher
+	}
+	if m.transcoder == nil {
+		m.transcoder = NewTranscoder()
+	}
+	return m
+}
+
+// Transcoder returns the mapper's transcoder, to register transcodings for
+// the types its events hold.
+func (m *Mapper[E]) Transcoder() *Transcoder { return m.transcoder }
+
+// DefaultTopic returns the topic an event type is registered under by
+// Register: its package path and type name in the Python form
+// "path:Name", such as "github.com/you/bank:Deposited".
+func DefaultTopic(typ reflect.Type) string {
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	return typ.PkgPath() + ":" + typ.Name()
+}
+
+// Register registers the types of the given events (values or pointers;
+// only their types matter) under their default topics. See RegisterTopic.
+func (m *Mapper[E]) Register(events ...E) error {
+	for _, e := range events {
+		typ := reflect.TypeOf(e)
+		if typ == nil {
+			return fmt.Errorf("%w: Register: nil event", ErrProgramming)
+		}
+		if err := m.RegisterTopic(DefaultTopic(typ), e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RegisterTopic registers the type of event under topic. Stored events of
+// that topic are decoded into new values of that type: a struct type, or a
+// pointer to one, whose pointer has the method SetOriginator(uuid.UUID,
+// int64) (embed [DomainEvent]). It returns an error wrapping ErrProgramming
+// if the type does not qualify or the topic or type is registered already
+// for another type or topic.
+func (m *Mapper[E]) RegisterTopic(topic string, event E) error {
+	typ := reflect.TypeOf(event)
+	if typ == nil {
+		return fmt.Errorf("%w: RegisterTopic %q: nil event", ErrProgramming, topic)
+	}
+	et := &eventType{typ: typ, elem: typ}
+	if typ.Kind() == reflect.Pointer {
+		et.elem, et.ptr = typ.Elem(), true
+	}
+	if topic == "" {
+		return fmt.Errorf("%w: empty topic for %v", ErrProgramming, typ)
+	}
+	if et.elem.Kind() != reflect.Struct {
+		return fmt.Errorf("%w: event type %v is not a struct or a pointer to one", ErrProgramming, typ)
+	}
+	if !reflect.PointerTo(et.elem).Implements(reflect.TypeFor[originatorSetter]()) {
+		return fmt.Errorf("%w: event type %v has no method SetOriginator(uuid.UUID, int64) on its pointer (embed eventsourcing.DomainEvent)", ErrProgramming, typ)
+	}
+	et.classVersion = max(classVersionOf(et.elem), 1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.types[topic]; ok && old.typ != typ {
+		return fmt.Errorf("%w: topic %q is registered already for %v", ErrProgramming, topic, old.typ)
+	}
+	if old, ok := m.topics[typ]; ok && old != topic {
+		return fmt.Errorf("%w: %v is registered already under topic %q", ErrProgramming, typ, old)
+	}
+	m.types[topic] = et
+	m.topics[typ] = topic
+	return nil
+}
+
+// Upcast registers fn to bring a stored state of topic from class version
+// fromVersion to fromVersion+1 (a state without "class_version" is at
+// version 1). When an event is read whose stored version is below its
+// type's class version, each step's function runs in turn on the state
+// decoded as a map (values of registered types restored), then the map is
+// decoded into the type.
+func (m *Mapper[E]) Upcast(topic string, fromVersion int, fn func(state map[string]any) error) error {
+	if fromVersion < 1 || fn == nil {
+		return fmt.Errorf("%w: upcaster for %q needs a version >= 1 and a function", ErrProgramming, topic)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.upcasters[topic] == nil {
+		m.upcasters[topic] = map[int]func(map[string]any) error{}
+	}
+	m.upcasters[topic][fromVersion] = fn
+	return nil
+}
+
+// Topic returns the topic the event's type is registered under, or an
+// error wrapping ErrUnknownTopic that names the type.
+func (m *Mapper[E]) Topic(e E) (string, error) {
+	typ := reflect.TypeOf(e)
+	m.mu.RLock()
+	topic, ok := m.topics[typ]
+	m.mu.RUnlock()
+	if !ok {
+		return "", fmt.Errorf("%w: no topic registered for event type %v", ErrUnknownTopic, typ)
+	}
+	return topic, nil
+}
+
+// ToStoredEvent maps an event to a stored event: its topic, and its state
+// (the transcoded fields, without originator ID and version) compressed
+// then encrypted as configured.
+func (m *Mapper[E]) ToStoredEvent(e E) (StoredEvent, error) {
+	topic, err := m.Topic(e)
+	if err != nil {
+		return StoredEvent{}, err
+	}
+	se := StoredEvent{OriginatorID: e.OriginatorID(), OriginatorVersion: e.OriginatorVersion(), Topic: topic}
+	bp := encBufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			encBufPool.Put(bp)
+		}
+	}()
+	state, err := m.transcoder.AppendEncode((*bp)[:0], e)
+	if err != nil {
+		return StoredEvent{}, fmt.Errorf("event %s v%d (%s): %w", se.OriginatorID, se.OriginatorVersion, topic, err)
+	}
+	*bp = state
+	if m.compressor == nil && m.cipher == nil {
+		se.State = slices.Clone(state)
+		return se, nil
+	}
+	if m.compressor != nil {
+		if state, err = m.compressor.Compress(state); err != nil {
+			return StoredEvent{}, fmt.Errorf("event %s v%d (%s): compress: %w", se.OriginatorID, se.OriginatorVersion, topic, err)
+		}
+	}
+	if m.cipher != nil {
+		if state, err = m.cipher.Encrypt(state); err != nil {
+			return StoredEvent{}, fmt.Errorf("event %s v%d (%s): encrypt: %w", se.OriginatorID, se.OriginatorVersion, topic, err)
+		}
+	}
+	se.State = state
+	return se, nil
+}
+
+// FromStoredEvent maps a stored event back to a domain event: it decrypts
+// and decompresses the state, decodes it into a new value of the type
+// registered for the topic (upcasting older class versions), and sets the
+// originator ID and version. Errors wrap ErrUnknownTopic, ErrDecrypt,
+// ErrDecompress, ErrSyntax, ErrDecode, ErrUnknownTranscoding or
+// ErrClassVersion, and name the event.
+func (m *Mapper[E]) FromStoredEvent(s StoredEvent) (E, error) {
+	var zero E
+	e, err := m.fromStoredEvent(s)
+	if err != nil {
+		return zero, fmt.Errorf("event %s v%d (%s): %w", s.OriginatorID, s.OriginatorVersion, s.Topic, err)
+	}
+	return e, nil
+}
+
+func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
+	var zero E
+	m.mu.RLock()
+	et, ok := m.types[s.Topic]
+	ups := m.upcasters[s.Topic]
+	m.mu.RUnlock()
+	if !ok {
+		return zero, fmt.Errorf("%w: %q", ErrUnknownTopic, s.Topic)
+	}
+	state := s.State
+	var err error
+	if m.cipher != nil {
+		if state, err = m.cipher.Decrypt(state); err != nil {
+			return zero, err
+		}
+	}
+	if m.compressor != nil {
+		if state, err = m.compressor.Decompress(state); err != nil {
+			return zero, err
+		}
+	}
+	if len(ups) > 0 && et.classVersion > 1 {
+		if state, err = m.upcast(s.Topic, et, ups, state); err != nil {
+			return zero, err
+		}
+	}
+	v := reflect.New(et.elem)
+	if err := m.transcoder.Decode(state, v.Interface()); err != nil {
+		return zero, err
+	}
+	v.Interface().(originatorSetter).SetOriginator(s.OriginatorID, s.OriginatorVersion)
+	if et.ptr {
+		return v.Interface().(E), nil
+	}
+	return v.Elem().Interface().(E), nil
+}
+
+// upcast brings a state up to the type's class version.
+func (m *Mapper[E]) upcast(topic string, et *eventType, ups map[int]func(map[string]any) error, state []byte) ([]byte, error) {
+	var obj map[string]any
+	if err := m.transcoder.Decode(state, &obj); err != nil {
+		return nil, err
+	}
+	version := 1
+	if cv, ok := obj["class_version"]; ok {
+		n, ok := cv.(int64)
+		if !ok || n < 1 {
+			return nil, fmt.Errorf("%w: class_version %v is not a positive integer", ErrClassVersion, cv)
+		}
+		version = int(n)
+	}
+	if version > et.classVersion {
+		return nil, fmt.Errorf("%w: stored class version %d is newer than %v's version %d", ErrClassVersion, version, et.typ, et.classVersion)
+	}
+	if version == et.classVersion {
+		return state, nil
+	}
+	for ; version < et.classVersion; version++ {
+		fn, ok := ups[version]
+		if !ok {
+			return nil, fmt.Errorf("%w: no upcaster for topic %q from class version %d to %d", ErrClassVersion, topic, version, version+1)
+		}
+		if err := fn(obj); err != nil {
+			return nil, fmt.Errorf("%w: upcasting %q from class version %d: %v", ErrClassVersion, topic, version, err)
+		}
+	}
+	delete(obj, "class_version")
+	return m.transcoder.Encode(obj)
+}
