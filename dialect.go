@@ -1,0 +1,142 @@
+package eventsourcing
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// A Dialect says what differs between SQL databases: the SQL text of table
+// definitions and locks, placeholders, how originator IDs are bound, which
+// column holds notification IDs, identifier quoting, and how driver errors
+// are classified. Everything else (execution, transactions, scanning) is
+// done once by [SQLRecorder]. The packages dialect/sqlite and
+// dialect/postgres provide dialects.
+type Dialect interface {
+	// Name is the persistence module the dialect serves, such as "sqlite".
+	Name() string
+	// DefaultTables returns the Python library's table names for an
+	// application: events, snapshots and tracking.
+	DefaultTables(appName string) (events, snapshots, tracking string)
+	// MaxIdentifierLength is the longest table or schema name, in bytes.
+	MaxIdentifierLength() int
+	// QuoteIdentifier quotes a (validated) table, index or schema name.
+	QuoteIdentifier(name string) string
+	// Placeholder returns the SQL for the i'th bind parameter, from 1.
+	Placeholder(i int) string
+	// UUIDArg returns the value bound for an originator ID.
+	UUIDArg(id uuid.UUID) any
+	// NotificationIDColumn names the column of notification IDs.
+	NotificationIDColumn() string
+	// CreateEventsTable returns statements that create an events table
+	// (with notification IDs) or, if !notifications, a snapshots table,
+	// unless it exists.
+	CreateEventsTable(t Table, notifications bool) []string
+	// CreateTrackingTable returns statements that create a tracking table
+	// with one row per application (singleRow) or per notification, unless
+	// it exists.
+	CreateTrackingTable(t Table, singleRow bool) []string
+	// TrackingKeyColumnsQuery returns a query (with its arguments) whose one
+	// row holds the number of primary key columns of a tracking table, or
+	// zero (or no row) if the table does not exist.
+	TrackingKeyColumnsQuery(t Table) (string, []any)
+	// LockForAppend returns the statements that begin every transaction
+	// inserting events into an events table, to keep notification order:
+	// waiting at most timeout (zero: no limit) for the lock.
+	LockForAppend(events Table, timeout time.Duration) []string
+	// Classify returns the sentinel a driver error matches (ErrIntegrity,
+	// ErrLockTimeout, ErrOperational, ErrProgramming or ErrData), or nil if
+	// it does not know the error.
+	Classify(err error) error
+}
+
+// SingleWriter is implemented by dialects of databases that allow one
+// writer at a time (SQLite). The SQL recorder then lets one of its
+// transactions write at a time, instead of making the others wait on the
+// database's lock.
+type SingleWriter interface {
+	SingleWriter() bool
+}
+
+// Table is a table name, optionally in a schema.
+type Table struct {
+	Schema string
+	Name   string
+}
+
+// String returns the table's name as schema.name.
+func (t Table) String() string {
+	if t.Schema == "" {
+		return t.Name
+	}
+	return t.Schema + "." + t.Name
+}
+
+// Quote returns the table's name quoted by the dialect.
+func (t Table) Quote(d Dialect) string {
+	if t.Schema == "" {
+		return d.QuoteIdentifier(t.Name)
+	}
+	return d.QuoteIdentifier(t.Schema) + "." + d.QuoteIdentifier(t.Name)
+}
+
+// ValidateIdentifier checks a table or schema name: ASCII letters, digits
+// and underscores, not starting with a digit, at most max bytes. It returns
+// an error wrapping ErrProgramming that names the problem.
+func ValidateIdentifier(name string, max int) error {
+	if err := validIdentifier(name, max); err != nil {
+		return fmt.Errorf("%w: invalid name %q: %v", ErrProgramming, name, err)
+	}
+	return nil
+}
+
+// An Opener opens the database a configuration names, for [Open]. Dialect
+// packages register one with [RegisterDialect] when they are imported.
+type Opener func(ctx context.Context, cfg *Config) (*sql.DB, Dialect, error)
+
+var (
+	openersMu sync.RWMutex
+	openers   = map[string]Opener{}
+)
+
+// RegisterDialect makes an opener available to [Open] for a persistence
+// module ("sqlite", "postgres"). Dialect packages call it from init, as
+// database/sql drivers register themselves; it panics if the module is
+// registered twice.
+func RegisterDialect(module string, open Opener) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	if _, dup := openers[module]; dup {
+		panic("eventsourcing: RegisterDialect called twice for " + module)
+	}
+	openers[module] = open
+}
+
+// Dialects returns the persistence modules with registered dialects.
+func Dialects() []string {
+	openersMu.RLock()
+	defer openersMu.RUnlock()
+	var names []string
+	for n := range openers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func lookupOpener(module string) (Opener, error) {
+	openersMu.RLock()
+	o, ok := openers[module]
+	openersMu.RUnlock()
+	if ok {
+		return o, nil
+	}
+	return nil, fmt.Errorf("%w: no dialect registered for persistence module %q: add\n\timport _ \"github.com/seed06b138f8/eventsourcing/dialect/%s\"\nto your program (registered: %s)",
+		ErrProgramming, module, module, strings.Join(append([]string{"memory"}, Dialects()...), ", "))
+}

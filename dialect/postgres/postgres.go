@@ -1,0 +1,224 @@
+// Package postgres is the PostgreSQL dialect of the eventsourcing SQL
+// recorder, on github.com/jackc/pgx/v5/stdlib. Importing it registers the
+// dialect for the persistence module "postgres" (and
+// "eventsourcing.postgres"):
+//
+//	import _ "github.com/seed06b138f8/eventsourcing/dialect/postgres"
+//
+// Tables are the Python library's: <app>_events (bigserial
+// notification_id with a unique index), <app>_snapshots and <app>_tracking,
+// originator IDs as uuid. Every insert transaction takes the lock the Python
+// library takes, LOCK TABLE <events> IN EXCLUSIVE MODE (readers are not
+// blocked), so notification IDs commit in order and Go and Python writers
+// can share a table.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	es "github.com/seed06b138f8/eventsourcing"
+)
+
+func init() {
+	es.RegisterDialect(es.ModulePostgres, func(ctx context.Context, cfg *es.Config) (*sql.DB, es.Dialect, error) {
+		db, err := OpenConfig(ctx, &cfg.Postgres)
+		return db, Dialect{}, err
+	})
+}
+
+// Open opens a database from a pgx connection string (a URL or key=value
+// DSN) and checks it is reachable.
+func Open(ctx context.Context, dsn string) (*sql.DB, error) {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres connection string: %v", es.ErrProgramming, err)
+	}
+	return open(ctx, cc)
+}
+
+func open(ctx context.Context, cc *pgx.ConnConfig) (*sql.DB, error) {
+	db := stdlib.OpenDB(*cc)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, &es.DatabaseError{Kind: es.ErrOperational, Op: fmt.Sprintf("connect to postgres %s:%d/%s", cc.Host, cc.Port, cc.Database), Err: err}
+	}
+	return db, nil
+}
+
+// OpenConfig opens a database from configuration values (the POSTGRES_*
+// variables), mapping the pool settings onto database/sql: at most
+// PoolSize+MaxOverflow open connections, PoolSize idle, ConnMaxAge as the
+// connection lifetime; and setting idle_in_transaction_session_timeout.
+func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
+	port := c.Port
+	if port == 0 {
+		port = 5432
+	}
+	connectTO := c.ConnectTimeout
+	if connectTO == 0 {
+		connectTO = 5 * time.Second
+	}
+	kv := func(k, v string) string {
+		return k + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+	}
+	dsn := strings.Join([]string{
+		kv("host", c.Host), kv("port", strconv.Itoa(port)), kv("dbname", c.DBName),
+		kv("user", c.User), kv("password", c.Password), kv("sslmode", "prefer"),
+		kv("connect_timeout", strconv.Itoa(max(1, int(connectTO.Seconds())))),
+	}, " ")
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres configuration: %v", es.ErrProgramming, err)
+	}
+	idle := c.IdleInTransactionSessionTimeout
+	switch {
+	case idle == 0:
+		idle = 5 * time.Second
+	case idle < 0:
+		idle = 0
+	}
+	cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
+	db, err := open(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	pool := c.PoolSize
+	if pool == 0 {
+		pool = 5
+	}
+	overflow := c.MaxOverflow
+	switch {
+	case overflow == 0:
+		overflow = 10
+	case overflow < 0:
+		overflow = 0
+	}
+	db.SetMaxIdleConns(pool)
+	db.SetMaxOpenConns(pool + overflow)
+	db.SetConnMaxLifetime(c.ConnMaxAge)
+	return db, nil
+}
+
+// Dialect is the PostgreSQL dialect.
+type Dialect struct{}
+
+var _ es.Dialect = Dialect{}
+
+// Name returns "postgres".
+func (Dialect) Name() string { return es.ModulePostgres }
+
+// DefaultTables returns the Python library's tables for an application:
+// <app>_events, <app>_snapshots and <app>_tracking, lower-cased.
+func (Dialect) DefaultTables(app string) (string, string, string) {
+	p := strings.ToLower(app)
+	if p == "" {
+		return "events", "snapshots", "tracking"
+	}
+	return p + "_events", p + "_snapshots", p + "_tracking"
+}
+
+// MaxIdentifierLength returns 63, PostgreSQL's NAMEDATALEN-1.
+func (Dialect) MaxIdentifierLength() int { return 63 }
+
+// QuoteIdentifier double-quotes a name.
+func (Dialect) QuoteIdentifier(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// Placeholder returns $i.
+func (Dialect) Placeholder(i int) string { return "$" + strconv.Itoa(i) }
+
+// UUIDArg returns the ID's text form for a uuid column.
+func (Dialect) UUIDArg(id uuid.UUID) any { return id.String() }
+
+// NotificationIDColumn returns "notification_id".
+func (Dialect) NotificationIDColumn() string { return "notification_id" }
+
+// CreateEventsTable returns the Python library's DDL (and the schema, if
+// the table has one).
+func (d Dialect) CreateEventsTable(t es.Table, notifications bool) []string {
+	var stmts []string
+	if t.Schema != "" {
+		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+d.QuoteIdentifier(t.Schema))
+	}
+	if !notifications {
+		return append(stmts, "CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
+			" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea,"+
+			" PRIMARY KEY (originator_id, originator_version)) WITH (autovacuum_enabled=false)")
+	}
+	return append(stmts,
+		"CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
+			" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea,"+
+			" notification_id bigserial, PRIMARY KEY (originator_id, originator_version)) WITH (autovacuum_enabled=false)",
+		"CREATE UNIQUE INDEX IF NOT EXISTS "+d.QuoteIdentifier(t.Name+"_notification_id_idx")+" ON "+t.Quote(d)+" (notification_id ASC)",
+	)
+}
+
+// CreateTrackingTable returns the Python library's DDL: primary key
+// application_name (single row) or (application_name, notification_id).
+func (d Dialect) CreateTrackingTable(t es.Table, singleRow bool) []string {
+	key := "application_name, notification_id"
+	if singleRow {
+		key = "application_name"
+	}
+	var stmts []string
+	if t.Schema != "" {
+		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+d.QuoteIdentifier(t.Schema))
+	}
+	return append(stmts, "CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
+		" (application_name text NOT NULL, notification_id bigint NOT NULL, PRIMARY KEY ("+key+"))")
+}
+
+// TrackingKeyColumnsQuery counts the table's primary key columns.
+func (Dialect) TrackingKeyColumnsQuery(t es.Table) (string, []any) {
+	name := pgx.Identifier{t.Name}.Sanitize()
+	if t.Schema != "" {
+		name = pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	}
+	return "SELECT COALESCE((SELECT array_length(i.indkey::int2[], 1) FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisprimary), 0)", []any{name}
+}
+
+// LockForAppend returns SET LOCAL lock_timeout and LOCK TABLE ... IN
+// EXCLUSIVE MODE, as the Python library runs them.
+func (d Dialect) LockForAppend(events es.Table, timeout time.Duration) []string {
+	return []string{
+		"SET LOCAL lock_timeout = '" + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms'",
+		"LOCK TABLE " + events.Quote(d) + " IN EXCLUSIVE MODE",
+	}
+}
+
+// Classify maps PostgreSQL SQLSTATEs and connection failures to the
+// eventsourcing sentinels.
+func (Dialect) Classify(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "55P03": // lock_not_available
+			return es.ErrLockTimeout
+		case strings.HasPrefix(pe.Code, "23"): // integrity_constraint_violation
+			return es.ErrIntegrity
+		case strings.HasPrefix(pe.Code, "22"): // data_exception
+			return es.ErrData
+		case strings.HasPrefix(pe.Code, "42"), strings.HasPrefix(pe.Code, "3F"): // syntax, undefined table, invalid schema
+			return es.ErrProgramming
+		case strings.HasPrefix(pe.Code, "25") && pe.Code == "25006": // read_only_sql_transaction
+			return es.ErrOperational
+		}
+		return es.ErrOperational // 08 connection, 40 rollback, 53 resources, 57 operator intervention, ...
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || pgconn.Timeout(err) || errors.Is(err, sql.ErrConnDone) {
+		return es.ErrOperational
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package eventsourcing
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+)
+
+// Store is an application's persistence as a configuration describes it:
+// a process recorder for its events and tracking records, and an aggregate
+// recorder for its snapshots.
+type Store struct {
+	// Events records the application's events, notification log and
+	// tracking records.
+	Events ProcessRecorder
+	// Snapshots records snapshots of its aggregates.
+	Snapshots AggregateRecorder
+	// DB is the database, or nil in memory.
+	DB *sql.DB
+}
+
+// Open opens the store a configuration describes: in memory, or in the
+// database of the configured persistence module, whose dialect package must
+// be imported (an error wrapping ErrProgramming says which import is
+// missing). Unless cfg.SkipCreateTable, missing tables are created. On
+// error nothing is left open.
+func Open(ctx context.Context, cfg *Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	module := cfg.Module()
+	if module == ModuleMemory {
+		return &Store{Events: NewMemoryRecorder(), Snapshots: NewMemoryRecorder()}, nil
+	}
+	open, err := lookupOpener(module)
+	if err != nil {
+		return nil, err
+	}
+	db, d, err := open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := SQLOptions{AppName: cfg.Name, MultiRowTracking: cfg.MultiRowTracking}
+	if module == ModulePostgres {
+		opts.Schema = cfg.Postgres.Schema
+		opts.LockTimeout = cfg.Postgres.LockTimeout
+	}
+	events, err := NewSQLRecorder(ctx, db, d, &opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	opts.Snapshots = true
+	snapshots, err := NewSQLRecorder(ctx, db, d, &opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !cfg.SkipCreateTable {
+		if err := errors.Join(events.CreateTables(ctx), snapshots.CreateTables(ctx)); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return &Store{Events: events, Snapshots: snapshots, DB: db}, nil
+}
+
+// Close closes the store's database, if it has one.
+func (s *Store) Close() error {
+	if s.DB == nil {
+		return nil
+	}
+	return s.DB.Close()
+}

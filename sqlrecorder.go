@@ -1,0 +1,563 @@
+package eventsourcing
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SQLOptions configures an [SQLRecorder]. The zero value (and nil) records
+// events in the dialect's default tables for an unnamed application, with
+// single-row tracking.
+type SQLOptions struct {
+	// AppName names the application; the default table names derive from
+	// it as the Python library's do (Postgres: bankaccounts_events).
+	AppName string
+	// Table overrides the events (or snapshots) table name.
+	Table string
+	// TrackingTable overrides the tracking table name.
+	TrackingTable string
+	// Schema is the schema of the tables (Postgres); empty means the
+	// default search path.
+	Schema string
+	// Snapshots makes the recorder an aggregate recorder on a snapshots
+	// table: no notification IDs and no tracking.
+	Snapshots bool
+	// MultiRowTracking keeps one tracking row per processed notification
+	// (Python eventsourcing before 9.5, and the tables in its interop
+	// vectors) instead of one row per upstream application.
+	MultiRowTracking bool
+	// LockTimeout bounds the wait for the events table lock when inserting
+	// (Postgres lock_timeout); zero means no limit.
+	LockTimeout time.Duration
+	// MaxRowsPerStatement caps the rows of one multi-row INSERT; bigger
+	// batches use several statements in the same transaction. Zero means
+	// 1000.
+	MaxRowsPerStatement int
+}
+
+// SQLRecorder records events in an SQL database through database/sql and a
+// [Dialect]. It is a [ProcessRecorder] on an events table and a tracking
+// table, or, with SQLOptions.Snapshots, an [AggregateRecorder] on a
+// snapshots table. It is safe for concurrent use.
+type SQLRecorder struct {
+	db        *sql.DB
+	d         Dialect
+	events    Table
+	tracking  Table
+	snapshots bool
+	multiRow  bool
+	lockTO    time.Duration
+	maxRows   int
+	writeMu   *sync.Mutex // for single-writer databases
+
+	qEvents     string // quoted table names
+	qTracking   string
+	nid         string
+	insertSQL   sync.Map // rows -> string
+	selectSQL   sync.Map // query shape -> string
+	maxNotifSQL string
+	maxTrackSQL string
+	trackSQL    string
+}
+
+var _ ProcessRecorder = (*SQLRecorder)(nil)
+
+// NewSQLRecorder returns a recorder on db with dialect d. It validates the
+// table names before any SQL runs (an error wrapping ErrProgramming names a
+// bad one) and, if the tracking table exists, checks that its layout is the
+// configured one (single or multi-row). It does not create tables: call
+// CreateTables.
+func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions) (*SQLRecorder, error) {
+	var o SQLOptions
+	if opts != nil {
+		o = *opts
+	}
+	events, snapshots, tracking := d.DefaultTables(o.AppName)
+	if o.Snapshots {
+		events = snapshots
+	}
+	if o.Table != "" {
+		events = o.Table
+	}
+	if o.TrackingTable != "" {
+		tracking = o.TrackingTable
+	}
+	maxLen := d.MaxIdentifierLength()
+	for _, name := range []string{events, tracking} {
+		if err := ValidateIdentifier(name, maxLen); err != nil {
+			return nil, fmt.Errorf("table name: %w", err)
+		}
+	}
+	if o.Schema != "" {
+		if err := ValidateIdentifier(o.Schema, maxLen); err != nil {
+			return nil, fmt.Errorf("schema name: %w", err)
+		}
+	}
+	if o.MaxRowsPerStatement <= 0 {
+		o.MaxRowsPerStatement = 1000
+	}
+	r := &SQLRecorder{
+		db: db, d: d,
+		events:    Table{o.Schema, events},
+		tracking:  Table{o.Schema, tracking},
+		snapshots: o.Snapshots,
+		multiRow:  o.MultiRowTracking,
+		lockTO:    o.LockTimeout,
+		maxRows:   o.MaxRowsPerStatement,
+		nid:       d.NotificationIDColumn(),
+	}
+	if sw, ok := d.(SingleWriter); ok && sw.SingleWriter() {
+		r.writeMu = new(sync.Mutex)
+	}
+	r.qEvents = r.events.Quote(d)
+	r.qTracking = r.tracking.Quote(d)
+	r.maxNotifSQL = "SELECT MAX(" + r.nid + ") FROM " + r.qEvents
+	r.maxTrackSQL = "SELECT MAX(notification_id) FROM " + r.qTracking + " WHERE application_name = " + d.Placeholder(1)
+	if r.multiRow {
+		r.trackSQL = "INSERT INTO " + r.qTracking + " (application_name, notification_id) VALUES (" + d.Placeholder(1) + ", " + d.Placeholder(2) + ")"
+	} else {
+		r.trackSQL = "INSERT INTO " + r.qTracking + " (application_name, notification_id) VALUES (" + d.Placeholder(1) + ", " + d.Placeholder(2) +
+			") ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id WHERE " +
+			r.qTracking + ".notification_id < EXCLUDED.notification_id"
+	}
+	if !r.snapshots {
+		if err := r.checkTracking(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// EventsTable returns the events (or snapshots) table.
+func (r *SQLRecorder) EventsTable() Table { return r.events }
+
+// TrackingTable returns the tracking table.
+func (r *SQLRecorder) TrackingTable() Table { return r.tracking }
+
+// DB returns the recorder's database.
+func (r *SQLRecorder) DB() *sql.DB { return r.db }
+
+// checkTracking refuses a tracking table whose layout is not the configured
+// one.
+func (r *SQLRecorder) checkTracking(ctx context.Context) error {
+	q, args := r.d.TrackingKeyColumnsQuery(r.tracking)
+	var n sql.NullInt64
+	err := r.db.QueryRowContext(ctx, q, args...).Scan(&n)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return r.dbError(ctx, "check tracking table", r.tracking, err)
+	}
+	switch {
+	case n.Int64 == 0:
+		return nil
+	case n.Int64 == 1 && r.multiRow:
+		return &DatabaseError{Kind: ErrProgramming, Op: "check tracking table", Table: r.tracking.String(),
+			Err: errors.New("the table has one row per application (single-row tracking), but multi-row tracking is configured (SINGLE_ROW_TRACKING)")}
+	case n.Int64 == 2 && !r.multiRow:
+		return &DatabaseError{Kind: ErrProgramming, Op: "check tracking table", Table: r.tracking.String(),
+			Err: errors.New("the table has one row per notification (Python eventsourcing before 9.5), but single-row tracking is configured: set SINGLE_ROW_TRACKING=false (SQLOptions.MultiRowTracking)")}
+	}
+	return nil
+}
+
+// CreateTables creates the recorder's tables if they do not exist. It is
+// idempotent.
+func (r *SQLRecorder) CreateTables(ctx context.Context) error {
+	stmts := r.d.CreateEventsTable(r.events, !r.snapshots)
+	if !r.snapshots {
+		stmts = append(stmts, r.d.CreateTrackingTable(r.tracking, !r.multiRow)...)
+	}
+	for _, s := range stmts {
+		if _, err := r.db.ExecContext(ctx, s); err != nil {
+			return r.dbError(ctx, "create tables", r.events, err)
+		}
+	}
+	if !r.snapshots {
+		return r.checkTracking(ctx)
+	}
+	return nil
+}
+
+// dbError wraps a driver error as a *DatabaseError (or *IntegrityError)
+// of the kind the dialect classifies it as. A cancelled or expired context
+// is ErrOperational.
+func (r *SQLRecorder) dbError(ctx context.Context, op string, t Table, err error) error {
+	var ie *IntegrityError
+	var de *DatabaseError
+	if errors.As(err, &ie) || errors.As(err, &de) {
+		return err
+	}
+	kind := r.d.Classify(err)
+	if ctx.Err() != nil && kind != ErrIntegrity {
+		return &DatabaseError{Kind: ErrOperational, Op: op, Table: t.String(), Err: errors.Join(ctx.Err(), err)}
+	}
+	switch kind {
+	case ErrIntegrity:
+		return &IntegrityError{Table: t.String(), Err: err}
+	case nil:
+		kind = ErrOperational // connection failures and unknown driver errors
+	}
+	return &DatabaseError{Kind: kind, Op: op, Table: t.String(), Err: err}
+}
+
+// inTx runs fn in a transaction, committing if it returns nil and rolling
+// back if it returns an error or panics.
+func (r *SQLRecorder) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// InsertEvents records the events and, if tracking is not nil, the tracking
+// record in one transaction, returning the events' notification IDs (nil for
+// a snapshots recorder). A duplicate (originator ID, version) or a tracking
+// ID that is not higher than the last recorded is an *[IntegrityError];
+// nothing of the batch is written on any error.
+func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
+	if tracking != nil && r.snapshots {
+		return nil, &DatabaseError{Kind: ErrProgramming, Op: "insert events", Table: r.events.String(), Err: errors.New("a snapshots recorder keeps no tracking records")}
+	}
+	if len(events) == 0 && tracking == nil {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, &DatabaseError{Kind: ErrOperational, Op: "insert events", Table: r.events.String(), Err: err}
+	}
+	if r.writeMu != nil {
+		r.writeMu.Lock()
+		defer r.writeMu.Unlock()
+	}
+	var ids []int64
+	err := r.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		ids, err = r.insertInTx(ctx, tx, events, tracking)
+		return err
+	})
+	if err != nil {
+		return nil, r.dbError(ctx, "insert events", r.events, err)
+	}
+	return ids, nil
+}
+
+// insertInTx takes the append lock and inserts one caller's events and
+// tracking record.
+func (r *SQLRecorder) insertInTx(ctx context.Context, tx *sql.Tx, events []StoredEvent, tracking *Tracking) ([]int64, error) {
+	if !r.snapshots && len(events) > 0 {
+		for _, s := range r.d.LockForAppend(r.events, r.lockTO) {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return nil, r.dbError(ctx, "lock events table", r.events, err)
+			}
+		}
+	}
+	ids, err := r.insertRows(ctx, tx, events)
+	if err != nil {
+		return nil, err
+	}
+	if tracking != nil {
+		if err := r.insertTracking(ctx, tx, *tracking); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+func (r *SQLRecorder) insertStatement(rows int) string {
+	if s, ok := r.insertSQL.Load(rows); ok {
+		return s.(string)
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(r.qEvents)
+	b.WriteString(" (originator_id, originator_version, topic, state) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		p := 4*i + 1
+		b.WriteString("(" + r.d.Placeholder(p) + "," + r.d.Placeholder(p+1) + "," + r.d.Placeholder(p+2) + "," + r.d.Placeholder(p+3) + ")")
+	}
+	if !r.snapshots {
+		b.WriteString(" RETURNING ")
+		b.WriteString(r.nid)
+	}
+	s := b.String()
+	r.insertSQL.Store(rows, s)
+	return s
+}
+
+// insertRows inserts events with multi-row INSERT statements and returns
+// their notification IDs in order. IDs are assigned in row order under the
+// append lock, so sorting what RETURNING gives restores the order.
+func (r *SQLRecorder) insertRows(ctx context.Context, tx *sql.Tx, events []StoredEvent) ([]int64, error) {
+	var ids []int64
+	if !r.snapshots {
+		ids = make([]int64, 0, len(events))
+	}
+	args := make([]any, 0, 4*min(len(events), r.maxRows))
+	for len(events) > 0 {
+		chunk := events[:min(len(events), r.maxRows)]
+		events = events[len(chunk):]
+		args = args[:0]
+		for _, e := range chunk {
+			state := e.State
+			if state == nil {
+				state = []byte{}
+			}
+			args = append(args, r.d.UUIDArg(e.OriginatorID), e.OriginatorVersion, e.Topic, state)
+		}
+		q := r.insertStatement(len(chunk))
+		if r.snapshots {
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return nil, r.dbError(ctx, "insert events", r.events, err)
+			}
+			continue
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, r.dbError(ctx, "insert events", r.events, err)
+		}
+		start := len(ids)
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, r.dbError(ctx, "insert events", r.events, err)
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, r.dbError(ctx, "insert events", r.events, err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, r.dbError(ctx, "insert events", r.events, err)
+		}
+		if len(ids)-start != len(chunk) {
+			return nil, &DatabaseError{Kind: ErrOperational, Op: "insert events", Table: r.events.String(),
+				Err: fmt.Errorf("%d notification IDs returned for %d rows", len(ids)-start, len(chunk))}
+		}
+		slices.Sort(ids[start:])
+	}
+	return ids, nil
+}
+
+func (r *SQLRecorder) insertTracking(ctx context.Context, tx *sql.Tx, t Tracking) error {
+	conflict := func(err error) error {
+		return &IntegrityError{Table: r.tracking.String(), Tracking: &t, Err: err}
+	}
+	if r.multiRow {
+		var last sql.NullInt64
+		if err := tx.QueryRowContext(ctx, r.maxTrackSQL, t.ApplicationName).Scan(&last); err != nil {
+			return r.dbError(ctx, "select tracking", r.tracking, err)
+		}
+		if last.Valid && t.NotificationID <= last.Int64 {
+			return conflict(fmt.Errorf("last tracked notification of %q is %d", t.ApplicationName, last.Int64))
+		}
+	}
+	res, err := tx.ExecContext(ctx, r.trackSQL, t.ApplicationName, t.NotificationID)
+	if err != nil {
+		if r.d.Classify(err) == ErrIntegrity {
+			return conflict(err)
+		}
+		return r.dbError(ctx, "insert tracking", r.tracking, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return conflict(nil)
+	}
+	return nil
+}
+
+// query shape bits for cached SELECT statements
+const (
+	qGT = 1 << iota
+	qGTE
+	qLT
+	qLTE
+	qDesc
+	qLimit
+)
+
+// SelectEvents returns an aggregate's events within the query's bounds.
+func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
+	if q == nil {
+		q = &Query{}
+	}
+	shape := 0
+	args := []any{r.d.UUIDArg(originatorID)}
+	for _, b := range []struct {
+		bit int
+		v   int64
+	}{{qGT, q.GT}, {qGTE, q.GTE}, {qLT, q.LT}, {qLTE, q.LTE}} {
+		if b.v != 0 {
+			shape |= b.bit
+			args = append(args, b.v)
+		}
+	}
+	if q.Desc {
+		shape |= qDesc
+	}
+	if q.Limit > 0 {
+		shape |= qLimit
+		args = append(args, q.Limit)
+	}
+	stmt, ok := r.selectSQL.Load(shape)
+	if !ok {
+		stmt = r.selectStatement(shape)
+		r.selectSQL.Store(shape, stmt)
+	}
+	rows, err := r.db.QueryContext(ctx, stmt.(string), args...)
+	if err != nil {
+		return nil, r.dbError(ctx, "select events", r.events, err)
+	}
+	defer rows.Close()
+	var out []StoredEvent
+	if q.Limit > 0 {
+		out = make([]StoredEvent, 0, min(q.Limit, 1000))
+	}
+	for rows.Next() {
+		e := StoredEvent{OriginatorID: originatorID}
+		if err := rows.Scan(&e.OriginatorVersion, &e.Topic, &e.State); err != nil {
+			return nil, r.dbError(ctx, "select events", r.events, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, r.dbError(ctx, "select events", r.events, err)
+	}
+	return out, nil
+}
+
+func (r *SQLRecorder) selectStatement(shape int) string {
+	var b strings.Builder
+	b.WriteString("SELECT originator_version, topic, state FROM ")
+	b.WriteString(r.qEvents)
+	b.WriteString(" WHERE originator_id = " + r.d.Placeholder(1))
+	p := 2
+	for _, c := range []struct {
+		bit int
+		op  string
+	}{{qGT, ">"}, {qGTE, ">="}, {qLT, "<"}, {qLTE, "<="}} {
+		if shape&c.bit != 0 {
+			b.WriteString(" AND originator_version " + c.op + " " + r.d.Placeholder(p))
+			p++
+		}
+	}
+	b.WriteString(" ORDER BY originator_version")
+	if shape&qDesc != 0 {
+		b.WriteString(" DESC")
+	}
+	if shape&qLimit != 0 {
+		b.WriteString(" LIMIT " + r.d.Placeholder(p))
+	}
+	return b.String()
+}
+
+// SelectNotifications returns at most limit notifications from start.
+func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	if r.snapshots {
+		return nil, &DatabaseError{Kind: ErrProgramming, Op: "select notifications", Table: r.events.String(), Err: errors.New("a snapshots table has no notification log")}
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: notification limit %d, want > 0", ErrProgramming, limit)
+	}
+	if q == nil {
+		q = &NotificationQuery{}
+	}
+	var b strings.Builder
+	b.WriteString("SELECT " + r.nid + ", originator_id, originator_version, topic, state FROM " + r.qEvents + " WHERE " + r.nid)
+	if q.ExclusiveStart {
+		b.WriteString(" > ")
+	} else {
+		b.WriteString(" >= ")
+	}
+	b.WriteString(r.d.Placeholder(1))
+	args := []any{start}
+	if q.Stop > 0 {
+		args = append(args, q.Stop)
+		b.WriteString(" AND " + r.nid + " <= " + r.d.Placeholder(len(args)))
+	}
+	if len(q.Topics) > 0 {
+		b.WriteString(" AND topic IN (")
+		for i, t := range q.Topics {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			args = append(args, t)
+			b.WriteString(r.d.Placeholder(len(args)))
+		}
+		b.WriteByte(')')
+	}
+	args = append(args, limit)
+	b.WriteString(" ORDER BY " + r.nid + " LIMIT " + r.d.Placeholder(len(args)))
+	rows, err := r.db.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, r.dbError(ctx, "select notifications", r.events, err)
+	}
+	defer rows.Close()
+	out := make([]Notification, 0, min(limit, 1000))
+	var id string
+	for rows.Next() {
+		var n Notification
+		if err := rows.Scan(&n.ID, &id, &n.OriginatorVersion, &n.Topic, &n.State); err != nil {
+			return nil, r.dbError(ctx, "select notifications", r.events, err)
+		}
+		if n.OriginatorID, err = uuid.Parse(id); err != nil {
+			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
+				Err: fmt.Errorf("notification %d: originator_id %q: %w", n.ID, id, err)}
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, r.dbError(ctx, "select notifications", r.events, err)
+	}
+	return out, nil
+}
+
+// MaxNotificationID returns the highest notification ID, or 0.
+func (r *SQLRecorder) MaxNotificationID(ctx context.Context) (int64, error) {
+	var n sql.NullInt64
+	if err := r.db.QueryRowContext(ctx, r.maxNotifSQL).Scan(&n); err != nil {
+		return 0, r.dbError(ctx, "max notification id", r.events, err)
+	}
+	return n.Int64, nil
+}
+
+// MaxTrackingID returns the highest notification ID tracked for the
+// upstream application, or 0.
+func (r *SQLRecorder) MaxTrackingID(ctx context.Context, applicationName string) (int64, error) {
+	var n sql.NullInt64
+	if err := r.db.QueryRowContext(ctx, r.maxTrackSQL, applicationName).Scan(&n); err != nil {
+		return 0, r.dbError(ctx, "max tracking id", r.tracking, err)
+	}
+	return n.Int64, nil
+}
+
+// HasTrackingID reports whether the upstream notification was processed:
+// its ID is at or below the highest tracked for the application.
+func (r *SQLRecorder) HasTrackingID(ctx context.Context, applicationName string, notificationID int64) (bool, error) {
+	var n sql.NullInt64
+	if err := r.db.QueryRowContext(ctx, r.maxTrackSQL, applicationName).Scan(&n); err != nil {
+		return false, r.dbError(ctx, "has tracking id", r.tracking, err)
+	}
+	return n.Valid && notificationID <= n.Int64, nil
+}
