@@ -101,6 +101,9 @@ func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 			return nil, fmt.Errorf("schema name: %w", err)
 		}
 	}
+	if db == nil {
+		return nil, fmt.Errorf("%w: NewSQLRecorder: nil *sql.DB", ErrProgramming)
+	}
 	if o.MaxRowsPerStatement <= 0 {
 		o.MaxRowsPerStatement = 1000
 	}
