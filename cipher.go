@@ -80,14 +80,17 @@ func CreateKey(n int) (string, error) {
 
 // Encrypt returns nonce || tag || ciphertext of plaintext.
 func (c *AESCipher) Encrypt(plaintext []byte) ([]byte, error) {
-	out := make([]byte, aesNonceSize+aesTagSize+len(plaintext))
+	n := aesNonceSize + aesTagSize + len(plaintext)
+	out := make([]byte, n, n+aesTagSize)
 	nonce := out[:aesNonceSize]
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("eventsourcing: nonce: %w", err)
 	}
-	// Seal writes ciphertext || tag; the stored layout has the tag first.
+	// Seal writes ciphertext || tag after the nonce and tag slots; the
+	// stored layout has the tag first, so move it there.
 	sealed := c.aead.Seal(out[aesNonceSize+aesTagSize:aesNonceSize+aesTagSize], nonce, plaintext, nil)
-	copy(out[aesNonceSize:], sealed[len(plaintext):])
+	copy(out[aesNonceSize:aesNonceSize+aesTagSize], sealed[len(plaintext):])
+	out = out[:n]
 	return out, nil
 }
 

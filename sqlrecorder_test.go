@@ -272,7 +272,7 @@ func TestPostgresConnectionKilledMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blocker.Rollback()
-	if _, err := blocker.Exec("INSERT INTO "+r.TrackingTable().Quote(d)+" VALUES ('Up', 1)"); err != nil {
+	if _, err := blocker.Exec("INSERT INTO " + r.TrackingTable().Quote(d) + " VALUES ('Up', 1)"); err != nil {
 		t.Fatal(err)
 	}
 	id := uuid.New()

@@ -880,8 +880,11 @@ func (d *decodeState) syntaxError(msg string) error {
 }
 
 func (d *decodeState) typeError(want string) error {
-	found := "end of input"
-	if d.pos < len(d.data) {
+	if d.pos >= len(d.data) {
+		return d.syntaxError("unexpected end of input")
+	}
+	found := ""
+	{
 		switch c := d.data[d.pos]; {
 		case c == '{':
 			found = "an object"
@@ -893,8 +896,10 @@ func (d *decodeState) typeError(want string) error {
 			found = "a boolean"
 		case c == 'n':
 			found = "null"
-		default:
+		case c == '-' || c == 'N' || c == 'I' || (c >= '0' && c <= '9'):
 			found = "a number"
+		default:
+			return d.syntaxError(fmt.Sprintf("invalid character %q", c))
 		}
 	}
 	return fmt.Errorf("%w: want %s, found %s at offset %d", ErrDecode, want, found, d.pos)

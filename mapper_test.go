@@ -1,0 +1,277 @@
+package eventsourcing_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	es "github.com/seed06b138f8/eventsourcing"
+)
+
+const interopKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+func TestAESCipher(t *testing.T) {
+	c, err := es.NewAESCipherBase64(interopKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := []byte(`{"a":1}`)
+	ct, err := c.Encrypt(pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ct) != 12+16+len(pt) {
+		t.Fatalf("ciphertext is %d bytes, want nonce 12 + tag 16 + %d", len(ct), len(pt))
+	}
+	if got, err := c.Decrypt(ct); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("Decrypt = %q, %v", got, err)
+	}
+	if ct2, _ := c.Encrypt(pt); bytes.Equal(ct, ct2) {
+		t.Error("two encryptions share a nonce")
+	}
+	other, _ := es.NewAESCipher(make([]byte, 16))
+	damaged := bytes.Clone(ct)
+	damaged[len(damaged)-1] ^= 1
+	tests := []struct {
+		name string
+		c    *es.AESCipher
+		data []byte
+		want string
+	}{
+		{"wrong key", other, ct, "wrong key"},
+		{"damaged", c, damaged, "damaged"},
+		{"damaged tag", c, append(append(bytes.Clone(ct[:12]), ct[12]^1), ct[13:]...), "authentication"},
+		{"truncated", c, ct[:20], "too short"},
+		{"empty", c, nil, "too short"},
+	}
+	for _, tt := range tests {
+		_, err := tt.c.Decrypt(tt.data)
+		if !errors.Is(err, es.ErrDecrypt) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want ErrDecrypt saying %q", tt.name, err, tt.want)
+		}
+	}
+	for _, n := range []int{16, 24, 32} {
+		k, err := es.CreateKey(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := es.NewAESCipherBase64(k); err != nil {
+			t.Errorf("key of %d bytes: %v", n, err)
+		}
+	}
+	for _, n := range []int{0, 15, 33} {
+		if _, err := es.NewAESCipher(make([]byte, n)); !errors.Is(err, es.ErrProgramming) || !strings.Contains(err.Error(), "bytes") {
+			t.Errorf("key of %d bytes: %v", n, err)
+		}
+		if _, err := es.CreateKey(n); err == nil {
+			t.Errorf("CreateKey(%d): no error", n)
+		}
+	}
+	if _, err := es.NewAESCipherBase64("not base64!"); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("bad base64: %v", err)
+	}
+}
+
+func TestZlibCompressor(t *testing.T) {
+	z := &es.ZlibCompressor{}
+	data := bytes.Repeat([]byte("event sourcing "), 100)
+	c, err := z.Compress(data)
+	if err != nil || len(c) >= len(data) {
+		t.Fatalf("Compress: %d bytes, %v", len(c), err)
+	}
+	if got, err := z.Decompress(c); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Decompress: %v", err)
+	}
+	damaged := bytes.Clone(c)
+	damaged[len(damaged)/2] ^= 0xff
+	for name, bad := range map[string][]byte{
+		"truncated": c[:len(c)-5], "damaged": damaged, "not zlib": []byte("{}"), "empty": nil, "trailing": append(bytes.Clone(c), 'x'),
+	} {
+		if _, err := z.Decompress(bad); !errors.Is(err, es.ErrDecompress) {
+			t.Errorf("%s: %v, want ErrDecompress", name, err)
+		}
+	}
+}
+
+// Events for mapper tests.
+type mDeposited struct {
+	es.DomainEvent
+	Amount es.Decimal `json:"amount"`
+	Note   string     `json:"note"`
+}
+
+type mRenamed struct { // class version 3: "name" was "title" in version 1, "label" in 2
+	es.DomainEvent
+	Name string `json:"name"`
+}
+
+func (mRenamed) ClassVersion() int { return 3 }
+
+type mValue struct { // registered as a value type
+	es.DomainEvent
+	N int `json:"n"`
+}
+
+func TestMapperRoundTrip(t *testing.T) {
+	key, _ := base64.StdEncoding.DecodeString(interopKey)
+	aes, _ := es.NewAESCipher(key)
+	options := map[string]*es.MapperOptions{
+		"plain":    nil,
+		"zlib":     {Compressor: &es.ZlibCompressor{}},
+		"aes":      {Cipher: aes},
+		"zlib+aes": {Compressor: &es.ZlibCompressor{}, Cipher: aes},
+	}
+	for name, opts := range options {
+		t.Run(name, func(t *testing.T) {
+			m := es.NewMapper[es.Event](opts)
+			if err := m.Register(&mDeposited{}, mValue{}); err != nil {
+				t.Fatal(err)
+			}
+			id := uuid.New()
+			ts := time.Date(2024, 3, 1, 9, 0, 0, 1000, time.UTC)
+			in := &mDeposited{DomainEvent: es.DomainEvent{Originator: id, Version: 4, Timestamp: ts}, Amount: es.MustParseDecimal("10.50"), Note: "ok"}
+			se, err := m.ToStoredEvent(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if se.Topic != "github.com/seed06b138f8/eventsourcing_test:mDeposited" || se.OriginatorID != id || se.OriginatorVersion != 4 {
+				t.Errorf("stored event %+v", se)
+			}
+			plain := `{"timestamp":{"_type_":"datetime_iso","_data_":"2024-03-01T09:00:00.000001+00:00"},"amount":{"_type_":"decimal_str","_data_":"10.50"},"note":"ok"}`
+			if opts == nil && string(se.State) != plain {
+				t.Errorf("state %s\nwant %s", se.State, plain)
+			}
+			if opts != nil && bytes.Contains(se.State, []byte("10.50")) {
+				t.Errorf("state is not transformed: %q", se.State)
+			}
+			out, err := m.FromStoredEvent(se)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := out.(*mDeposited)
+			if !ok || got.Originator != id || got.Version != 4 || !got.Timestamp.Equal(ts) || got.Amount != in.Amount || got.Note != "ok" {
+				t.Errorf("round trip: %#v", out)
+			}
+			se, err = m.ToStoredEvent(mValue{DomainEvent: es.NewDomainEvent(id, 5), N: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err = m.FromStoredEvent(se)
+			if v, ok := out.(mValue); err != nil || !ok || v.N != 3 || v.Version != 5 {
+				t.Errorf("value type: %#v, %v", out, err)
+			}
+		})
+	}
+}
+
+func TestMapperErrors(t *testing.T) {
+	key, _ := base64.StdEncoding.DecodeString(interopKey)
+	aes, _ := es.NewAESCipher(key)
+	m := es.NewMapper[es.Event](&es.MapperOptions{Cipher: aes})
+	if err := m.Register(&mDeposited{}); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	se, _ := m.ToStoredEvent(&mDeposited{DomainEvent: es.NewDomainEvent(id, 1)})
+
+	unknown := se
+	unknown.Topic = "shop:Nothing"
+	if _, err := m.FromStoredEvent(unknown); !errors.Is(err, es.ErrUnknownTopic) || !strings.Contains(err.Error(), "shop:Nothing") {
+		t.Errorf("unknown topic: %v", err)
+	}
+	if _, err := m.ToStoredEvent(&mValue{}); !errors.Is(err, es.ErrUnknownTopic) || !strings.Contains(err.Error(), "mValue") {
+		t.Errorf("unregistered type: %v", err)
+	}
+	other, _ := es.NewAESCipher(make([]byte, 32))
+	m2 := es.NewMapper[es.Event](&es.MapperOptions{Cipher: other})
+	m2.Register(&mDeposited{})
+	if _, err := m2.FromStoredEvent(se); !errors.Is(err, es.ErrDecrypt) || !strings.Contains(err.Error(), id.String()) {
+		t.Errorf("wrong key: %v", err)
+	}
+	plain := es.NewMapper[es.Event](nil)
+	plain.Register(&mDeposited{})
+	for state, want := range map[string]error{`{"note":`: es.ErrSyntax, `{"note":1}`: es.ErrDecode, `{"amount":{"_type_":"x","_data_":1}}`: es.ErrDecode} {
+		bad := es.StoredEvent{OriginatorID: id, OriginatorVersion: 1, Topic: se.Topic, State: []byte(state)}
+		if _, err := plain.FromStoredEvent(bad); !errors.Is(err, want) {
+			t.Errorf("state %s: %v, want %v", state, err, want)
+		}
+	}
+	zm := es.NewMapper[es.Event](&es.MapperOptions{Compressor: &es.ZlibCompressor{}})
+	zm.Register(&mDeposited{})
+	if _, err := zm.FromStoredEvent(es.StoredEvent{Topic: se.Topic, State: []byte("garbage")}); !errors.Is(err, es.ErrDecompress) {
+		t.Errorf("corrupt compressed state: %v", err)
+	}
+	if err := es.NewMapper[any2](nil).Register(badEvent{}); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("type without SetOriginator: %v", err)
+	}
+	if err := m.RegisterTopic(se.Topic, &mValue{}); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("topic registered twice: %v", err)
+	}
+}
+
+type any2 = es.Event
+
+type badEvent struct{}
+
+func (badEvent) OriginatorID() uuid.UUID  { return uuid.Nil }
+func (badEvent) OriginatorVersion() int64 { return 0 }
+
+func TestMapperClassVersions(t *testing.T) {
+	m := es.NewMapper[*mRenamed](nil)
+	if err := m.RegisterTopic("shop:Renamed", &mRenamed{}); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	se, err := m.ToStoredEvent(&mRenamed{DomainEvent: es.DomainEvent{Originator: id, Version: 1, Timestamp: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, Name: "x"})
+	if err != nil || !strings.HasSuffix(string(se.State), `,"class_version":3}`) {
+		t.Fatalf("state %s, %v: want class_version 3 last", se.State, err)
+	}
+	v1 := es.StoredEvent{OriginatorID: id, OriginatorVersion: 1, Topic: "shop:Renamed", State: []byte(`{"timestamp":{"_type_":"datetime_iso","_data_":"2024-01-01T00:00:00+00:00"},"title":"old"}`)}
+	if _, err := m.FromStoredEvent(v1); err != nil {
+		t.Fatalf("without upcasters the state is decoded as is: %v", err)
+	}
+	m.Upcast("shop:Renamed", 1, func(s map[string]any) error { s["label"] = s["title"]; delete(s, "title"); return nil })
+	if _, err := m.FromStoredEvent(v1); !errors.Is(err, es.ErrClassVersion) || !strings.Contains(err.Error(), "from class version 2") {
+		t.Errorf("missing step 2->3: %v", err)
+	}
+	m.Upcast("shop:Renamed", 2, func(s map[string]any) error { s["name"] = s["label"]; delete(s, "label"); return nil })
+	for _, state := range []string{string(v1.State), `{"label":"old","class_version":2}`, `{"name":"old","class_version":3}`} {
+		e, err := m.FromStoredEvent(es.StoredEvent{OriginatorID: id, OriginatorVersion: 1, Topic: "shop:Renamed", State: []byte(state)})
+		if err != nil || e.Name != "old" {
+			t.Errorf("upcast %s: %+v, %v", state, e, err)
+		}
+	}
+	if _, err := m.FromStoredEvent(es.StoredEvent{Topic: "shop:Renamed", State: []byte(`{"class_version":4}`)}); !errors.Is(err, es.ErrClassVersion) {
+		t.Errorf("newer stored version: %v", err)
+	}
+}
+
+func FuzzMapperFromStoredEvent(f *testing.F) {
+	key, _ := base64.StdEncoding.DecodeString(interopKey)
+	aes, _ := es.NewAESCipher(key)
+	plain := es.NewMapper[es.Event](nil)
+	full := es.NewMapper[es.Event](&es.MapperOptions{Compressor: &es.ZlibCompressor{}, Cipher: aes})
+	for _, m := range []*es.Mapper[es.Event]{plain, full} {
+		m.Register(&mDeposited{}, mValue{})
+		m.RegisterTopic("shop:Renamed", &mRenamed{})
+		m.Upcast("shop:Renamed", 1, func(s map[string]any) error { s["label"] = s["title"]; return nil })
+		m.Upcast("shop:Renamed", 2, func(s map[string]any) error { s["name"] = s["label"]; return nil })
+		se, _ := m.ToStoredEvent(&mDeposited{DomainEvent: es.NewDomainEvent(uuid.New(), 1), Amount: es.MustParseDecimal("1.5")})
+		f.Add(se.Topic, se.State)
+	}
+	f.Add("shop:Renamed", []byte(`{"title":"x"}`))
+	f.Add("github.com/seed06b138f8/eventsourcing_test:mValue", []byte(`{"n":1}`))
+	f.Fuzz(func(t *testing.T, topic string, state []byte) {
+		for _, m := range []*es.Mapper[es.Event]{plain, full} {
+			e, err := m.FromStoredEvent(es.StoredEvent{OriginatorID: uuid.Nil, OriginatorVersion: 1, Topic: topic, State: state})
+			if err == nil && e == nil {
+				t.Fatal("no error and no event")
+			}
+		}
+	})
+}
