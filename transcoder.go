@@ -162,8 +162,11 @@ func DecimalTranscoding[T any, PT interface {
 	}
 }
 
-// Object is a JSON object whose members keep their order, for writing a
-// dict in a given key order (maps are written in sorted key order).
+// Object is a JSON object whose members keep their order, as a Python dict
+// does: write a dict in a given key order with it (maps are written in
+// sorted key order), and decode into it to keep the stored order (objects
+// nested in it decode as Objects too; a transcoding's Decode still receives
+// maps).
 type Object []Member
 
 // Member is one key and value of an [Object].
@@ -849,6 +852,9 @@ type decodeState struct {
 	data []byte
 	pos  int
 	buf  []byte // scratch for unescaping strings
+	// ordered makes objects decode as Object, keeping key order (when
+	// decoding into an Object).
+	ordered bool
 }
 
 // pathError prefixes a decoding error with where in the value it happened.
@@ -1260,15 +1266,36 @@ func (d *decodeState) parseObject(discard bool) (any, error) {
 		}
 		if hasName && hasData {
 			if s, ok := name.(string); ok {
-				return d.t.restore(s, data)
+				return d.t.restore(s, unordered(data))
 			}
 		}
+	}
+	if d.ordered {
+		return Object(members), nil
 	}
 	obj := make(map[string]any, len(members))
 	for _, m := range members {
 		obj[m.Key] = m.Value
 	}
 	return obj, nil
+}
+
+// unordered turns Objects (decoded in ordered mode) into maps, the form
+// transcodings receive.
+func unordered(v any) any {
+	switch x := v.(type) {
+	case Object:
+		m := make(map[string]any, len(x))
+		for _, mem := range x {
+			m[mem.Key] = unordered(mem.Value)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = unordered(e)
+		}
+	}
+	return v
 }
 
 func (t *Transcoder) restore(name string, data any) (any, error) {
@@ -1319,13 +1346,19 @@ func (t *Transcoder) newDecoder(typ reflect.Type) decoderFunc {
 			if d.peek() != '{' {
 				return d.typeError("an object")
 			}
-			return d.decodeMembers(func(key string) error {
+			saved := d.ordered
+			d.ordered = true
+			defer func() { d.ordered = saved }()
+			obj := Object{}
+			err := d.decodeMembers(func(key string) error {
 				x, err := d.parseAny(false)
 				if err == nil {
-					v.Set(reflect.Append(v, reflect.ValueOf(Member{key, x})))
+					obj = append(obj, Member{key, x})
 				}
 				return err
 			})
+			v.Set(reflect.ValueOf(obj))
+			return err
 		}
 	case bigIntType:
 		return func(d *decodeState, v reflect.Value) error {

@@ -101,10 +101,10 @@ func (Dialect) DefaultTables(string) (string, string, string) {
 // MaxIdentifierLength returns 63, the limit the Python library applies.
 func (Dialect) MaxIdentifierLength() int { return 63 }
 
-// QuoteIdentifier double-quotes a name.
-func (Dialect) QuoteIdentifier(name string) string {
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
-}
+// QuoteIdentifier returns a validated name as it is, unquoted, as the
+// Python library writes it (so that sqlite_master holds the same DDL);
+// names are validated to letters, digits and underscores before use.
+func (Dialect) QuoteIdentifier(name string) string { return name }
 
 // Placeholder returns "?".
 func (Dialect) Placeholder(int) string { return "?" }
