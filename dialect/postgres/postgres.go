@@ -48,8 +48,8 @@ func Open(ctx context.Context, dsn string) (*sql.DB, error) {
 	return open(ctx, cc)
 }
 
-func open(ctx context.Context, cc *pgx.ConnConfig) (*sql.DB, error) {
-	db := stdlib.OpenDB(*cc)
+func open(ctx context.Context, cc *pgx.ConnConfig, opts ...stdlib.OptionOpenDB) (*sql.DB, error) {
+	db := stdlib.OpenDB(*cc, opts...)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, &es.DatabaseError{Kind: es.ErrOperational, Op: fmt.Sprintf("connect to postgres %s:%d/%s", cc.Host, cc.Port, cc.Database), Err: err}
@@ -60,7 +60,9 @@ func open(ctx context.Context, cc *pgx.ConnConfig) (*sql.DB, error) {
 // OpenConfig opens a database from configuration values (the POSTGRES_*
 // variables), mapping the pool settings onto database/sql: at most
 // PoolSize+MaxOverflow open connections, PoolSize idle, ConnMaxAge as the
-// connection lifetime; and setting idle_in_transaction_session_timeout.
+// connection lifetime; PrePing pinging every pooled connection before
+// reuse (without it, pgx pings those idle for over a second); and setting
+// idle_in_transaction_session_timeout.
 func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
 	port := c.Port
 	if port == 0 {
@@ -90,7 +92,13 @@ func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
 		idle = 0
 	}
 	cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
-	db, err := open(ctx, cc)
+	var opts []stdlib.OptionOpenDB
+	if c.PrePing {
+		// Check every connection before reuse; without PrePing, pgx checks
+		// those idle for over a second.
+		opts = append(opts, stdlib.OptionShouldPing(func(context.Context, stdlib.ShouldPingParams) bool { return true }))
+	}
+	db, err := open(ctx, cc, opts...)
 	if err != nil {
 		return nil, err
 	}
