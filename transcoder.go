@@ -224,9 +224,14 @@ func (t *Transcoder) Decode(data []byte, v any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("%w: Decode needs a non-nil pointer, not %T", ErrProgramming, v)
 	}
-	d := decodeState{t: t, data: data}
+	d := decodeStatePool.Get().(*decodeState)
+	*d = decodeState{t: t, data: data, buf: d.buf[:0]}
+	defer func() {
+		d.t, d.data = nil, nil
+		decodeStatePool.Put(d)
+	}()
 	d.skipSpace()
-	if err := t.decoder(rv.Type().Elem())(&d, rv.Elem()); err != nil {
+	if err := t.decoder(rv.Type().Elem())(d, rv.Elem()); err != nil {
 		return err
 	}
 	d.skipSpace()
@@ -235,6 +240,8 @@ func (t *Transcoder) Decode(data []byte, v any) error {
 	}
 	return nil
 }
+
+var decodeStatePool = sync.Pool{New: func() any { return new(decodeState) }}
 
 // ---- encoding ----
 
@@ -374,20 +381,30 @@ func transcodingEncoder(tr *transcoding) encoderFunc {
 	return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
 		b = append(b, prefix...)
 		var err error
-		switch x := v.Interface().(type) {
-		case uuid.UUID: // built-ins written directly: no boxing of DATA
-			if tr.name == "uuid_hex" {
-				b = append(append(append(b, '"'), hexUUID(x)...), '"')
-				return append(b, '}'), nil
+		switch {
+		case tr.typ == uuidType && tr.name == "uuid_hex": // built-ins written directly: no boxing
+			var u uuid.UUID
+			if v.CanAddr() {
+				u = *v.Addr().Interface().(*uuid.UUID)
+			} else {
+				u = v.Interface().(uuid.UUID)
 			}
-		case time.Time:
-			if tr.name == "datetime_iso" {
-				b = append(b, '"')
-				if b, err = appendISO(b, x); err != nil {
-					return nil, err
-				}
-				return append(b, '"', '}'), nil
+			b = append(b, '"')
+			b = appendHex(b, u)
+			return append(b, '"', '}'), nil
+		case tr.typ == timeType && tr.name == "datetime_iso":
+			var tm *time.Time
+			if v.CanAddr() {
+				tm = v.Addr().Interface().(*time.Time)
+			} else {
+				x := v.Interface().(time.Time)
+				tm = &x
 			}
+			b = append(b, '"')
+			if b, err = appendISO(b, *tm); err != nil {
+				return nil, err
+			}
+			return append(b, '"', '}'), nil
 		}
 		data, err := tr.encode(v)
 		if err != nil {
@@ -667,13 +684,13 @@ func appendPyStringUnchecked(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-func hexUUID(u uuid.UUID) string {
-	var buf [32]byte
-	for i, c := range u {
-		buf[2*i] = hexDigits[c>>4]
-		buf[2*i+1] = hexDigits[c&0xf]
+func hexUUID(u uuid.UUID) string { return string(appendHex(nil, u)) }
+
+func appendHex(b []byte, u uuid.UUID) []byte {
+	for _, c := range u {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
 	}
-	return string(buf[:])
+	return b
 }
 
 // appendISO writes a time as Python's datetime.isoformat does, to the
@@ -1728,6 +1745,7 @@ func (t *Transcoder) mapDecoder(typ reflect.Type) decoderFunc {
 // of the transcoding's type; uuid_hex and datetime_iso are parsed straight
 // from the input.
 func transcodingDecoder(tr *transcoding) decoderFunc {
+	fast := tr.typ == uuidType || tr.typ == timeType
 	return func(d *decodeState, v reflect.Value) error {
 		if null, err := d.null(); null || err != nil {
 			v.SetZero()
@@ -1736,54 +1754,61 @@ func transcodingDecoder(tr *transcoding) decoderFunc {
 		if d.peek() != '{' {
 			return d.typeError(`a {"_type_": "` + tr.name + `", "_data_": ...} object`)
 		}
+		d.pos++
 		var (
-			name          string
 			data          any
 			hasName, done bool
 		)
-		err := d.decodeMembers(func(key string) error {
-			switch key {
+		for first := true; ; first = false {
+			d.skipSpace()
+			if first && d.peek() == '}' {
+				d.pos++
+				break
+			}
+			k, err := d.readString()
+			if err != nil {
+				return err
+			}
+			d.skipSpace()
+			if d.peek() != ':' {
+				return d.syntaxError("want : after object key")
+			}
+			d.pos++
+			d.skipSpace()
+			switch string(k) {
 			case "_type_":
 				s, err := d.readString()
 				if err != nil {
-					return err
+					return atPath(err, "_type_")
 				}
 				if string(s) != tr.name {
 					return fmt.Errorf("%w: _type_ %q, want %q for %v", ErrDecode, s, tr.name, tr.typ)
 				}
-				name, hasName = tr.name, true
+				hasName = true
 			case "_data_":
-				if d.peek() == '"' && (tr.typ == uuidType || tr.typ == timeType) {
-					s, err := d.readString()
-					if err != nil {
-						return err
-					}
-					if tr.typ == uuidType {
-						u, err := uuid.ParseBytes(s)
-						if err != nil {
-							return fmt.Errorf("%w: uuid_hex %q: %v", ErrDecode, s, err)
-						}
-						v.Set(reflect.ValueOf(u))
-					} else {
-						tm, err := parseISO(s)
-						if err != nil {
-							return fmt.Errorf("%w: datetime_iso: %v", ErrDecode, err)
-						}
-						v.Set(reflect.ValueOf(tm))
+				if fast && d.peek() == '"' {
+					if err := decodeBuiltin(d, tr, v); err != nil {
+						return atPath(err, "_data_")
 					}
 					done = true
-					return nil
+					break
 				}
-				var err error
-				data, err = d.parseAny(false)
-				return err
+				if data, err = d.parseAny(false); err != nil {
+					return atPath(err, "_data_")
+				}
 			default:
-				return fmt.Errorf("%w: unexpected key %q in a %s object", ErrDecode, key, tr.name)
+				return fmt.Errorf("%w: unexpected key %q in a %s object", ErrDecode, k, tr.name)
 			}
-			return nil
-		})
-		if err != nil {
-			return err
+			d.skipSpace()
+			if d.peek() == ',' {
+				d.pos++
+				continue
+			}
+			if d.peek() != '}' {
+				return d.syntaxError("want , or } in object")
+			}
+			d.pos++
+			break
 		}
 		if !hasName {
 			return fmt.Errorf("%w: %s object without _type_", ErrDecode, tr.name)
@@ -1793,11 +1818,41 @@ func transcodingDecoder(tr *transcoding) decoderFunc {
 		}
 		x, err := tr.decode(data)
 		if err != nil {
-			return fmt.Errorf("%w: %s data %v: %v", ErrDecode, name, data, err)
+			return fmt.Errorf("%w: %s data %v: %v", ErrDecode, tr.name, data, err)
 		}
 		v.Set(x)
 		return nil
 	}
+}
+
+// decodeBuiltin parses uuid_hex and datetime_iso data in place.
+func decodeBuiltin(d *decodeState, tr *transcoding, v reflect.Value) error {
+	s, err := d.readString()
+	if err != nil {
+		return err
+	}
+	if tr.typ == uuidType {
+		u, err := uuid.ParseBytes(s)
+		if err != nil {
+			return fmt.Errorf("%w: uuid_hex %q: %v", ErrDecode, s, err)
+		}
+		if v.CanAddr() {
+			*v.Addr().Interface().(*uuid.UUID) = u
+		} else {
+			v.Set(reflect.ValueOf(u))
+		}
+		return nil
+	}
+	tm, err := parseISO(s)
+	if err != nil {
+		return fmt.Errorf("%w: datetime_iso: %v", ErrDecode, err)
+	}
+	if v.CanAddr() {
+		*v.Addr().Interface().(*time.Time) = tm
+	} else {
+		v.Set(reflect.ValueOf(tm))
+	}
+	return nil
 }
 
 var (
