@@ -41,6 +41,15 @@ type SQLOptions struct {
 	// batches use several statements in the same transaction. Zero means
 	// 1000.
 	MaxRowsPerStatement int
+	// MaxGroupSize is how many concurrent InsertEvents calls group commit
+	// may combine into one transaction. Zero means 100; 1 turns group
+	// commit off (one transaction per call).
+	MaxGroupSize int
+	// MaxGroupDelay is how long a group's leader waits for more calls to
+	// join before committing, when fewer than MaxGroupSize are queued. Zero
+	// (the default) means no wait: a group is whatever queued while the
+	// previous one committed, so a caller alone pays no delay.
+	MaxGroupDelay time.Duration
 }
 
 // SQLRecorder records events in an SQL database through database/sql and a
@@ -57,6 +66,7 @@ type SQLRecorder struct {
 	lockTO    time.Duration
 	maxRows   int
 	writeMu   *sync.Mutex // for single-writer databases
+	group     *groupCommitter
 
 	qEvents     string // quoted table names
 	qTracking   string
@@ -119,6 +129,12 @@ func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	}
 	if sw, ok := d.(SingleWriter); ok && sw.SingleWriter() {
 		r.writeMu = new(sync.Mutex)
+	}
+	if o.MaxGroupSize == 0 {
+		o.MaxGroupSize = 100
+	}
+	if o.MaxGroupSize > 1 {
+		r.group = &groupCommitter{maxSize: o.MaxGroupSize, maxDelay: o.MaxGroupDelay}
 	}
 	r.qEvents = r.events.Quote(d)
 	r.qTracking = r.tracking.Quote(d)
@@ -247,6 +263,9 @@ func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tr
 	if err := ctx.Err(); err != nil {
 		return nil, &DatabaseError{Kind: ErrOperational, Op: "insert events", Table: r.events.String(), Err: err}
 	}
+	if r.group != nil {
+		return r.insertGrouped(ctx, events, tracking)
+	}
 	if r.writeMu != nil {
 		r.writeMu.Lock()
 		defer r.writeMu.Unlock()
@@ -266,12 +285,8 @@ func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tr
 // insertInTx takes the append lock and inserts one caller's events and
 // tracking record.
 func (r *SQLRecorder) insertInTx(ctx context.Context, tx *sql.Tx, events []StoredEvent, tracking *Tracking) ([]int64, error) {
-	if !r.snapshots && len(events) > 0 {
-		for _, s := range r.d.LockForAppend(r.events, r.lockTO) {
-			if _, err := tx.ExecContext(ctx, s); err != nil {
-				return nil, r.dbError(ctx, "lock events table", r.events, err)
-			}
-		}
+	if err := r.lockForAppend(ctx, tx, len(events)); err != nil {
+		return nil, err
 	}
 	ids, err := r.insertRows(ctx, tx, events)
 	if err != nil {
@@ -283,6 +298,20 @@ func (r *SQLRecorder) insertInTx(ctx context.Context, tx *sql.Tx, events []Store
 		}
 	}
 	return ids, nil
+}
+
+// lockForAppend takes the dialect's append lock before n events are
+// inserted.
+func (r *SQLRecorder) lockForAppend(ctx context.Context, tx *sql.Tx, n int) error {
+	if r.snapshots || n == 0 {
+		return nil
+	}
+	for _, s := range r.d.LockForAppend(r.events, r.lockTO) {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return r.dbError(ctx, "lock events table", r.events, err)
+		}
+	}
+	return nil
 }
 
 func (r *SQLRecorder) insertStatement(rows int) string {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,6 +84,27 @@ func TestSQLRecorderConformance(t *testing.T) {
 				return newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "App", Table: "events", TrackingTable: "tracking"})
 			})
 		})
+	}
+}
+
+// TestSQLRecorderConformanceGroupCommit runs the suite with group commit
+// off, and with a delay that makes groups form on every backend.
+func TestSQLRecorderConformanceGroupCommit(t *testing.T) {
+	modes := map[string]es.SQLOptions{
+		"Off":   {MaxGroupSize: 1},
+		"Delay": {MaxGroupDelay: time.Millisecond, MaxGroupSize: 8},
+	}
+	for _, b := range backends {
+		for mode, opts := range modes {
+			t.Run(b.name+"/"+mode, func(t *testing.T) {
+				db, d, schema := b.open(t)
+				recordertest.Options{Writers: 8, BatchesPerWriter: 25}.Run(t, func(t *testing.T) es.ProcessRecorder {
+					o := opts
+					o.Table, o.TrackingTable = pgtestName("ev"), pgtestName("tr")
+					return newSQLRecorder(t, db, d, schema, o)
+				})
+			})
+		}
 	}
 }
 
@@ -320,4 +342,58 @@ func TestPostgresConnectionKilledMidBatch(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
+}
+
+// TestGroupCommitCombines checks that concurrent calls share transactions
+// and that a conflicting call in a group fails alone.
+func TestGroupCommitCombines(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db, d, schema := b.open(t)
+			r := newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Group", MaxGroupDelay: 5 * time.Millisecond})
+			shared := uuid.New()
+			if _, err := r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: shared, OriginatorVersion: 1, Topic: "t"}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			const n = 20
+			errs := make([]error, n)
+			ids := make([][]int64, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					id, v := uuid.New(), int64(1)
+					if i%5 == 0 {
+						id = shared // conflicts with version 1
+					}
+					ids[i], errs[i] = r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: id, OriginatorVersion: v, Topic: "t"}, {OriginatorID: id, OriginatorVersion: v + 1, Topic: "t"}}, nil)
+				}()
+			}
+			wg.Wait()
+			seen := map[int64]bool{}
+			for i := range n {
+				if i%5 == 0 {
+					if !errors.Is(errs[i], es.ErrIntegrity) {
+						t.Errorf("call %d: %v, want ErrIntegrity", i, errs[i])
+					}
+					continue
+				}
+				if errs[i] != nil || len(ids[i]) != 2 || ids[i][1] != ids[i][0]+1 {
+					t.Errorf("call %d: %v, %v", i, ids[i], errs[i])
+				}
+				for _, id := range ids[i] {
+					if seen[id] {
+						t.Errorf("ID %d given twice", id)
+					}
+					seen[id] = true
+				}
+			}
+			st := r.GroupStats()
+			if st.Calls != n+1 || st.Transactions >= st.Calls {
+				t.Errorf("group stats %+v: want %d calls in fewer transactions", st, n+1)
+			}
+		})
+	}
 }
