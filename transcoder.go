@@ -872,6 +872,19 @@ type decodeState struct {
 	// ordered makes objects decode as Object, keeping key order (when
 	// decoding into an Object).
 	ordered bool
+	depth   int // nesting of arrays and objects
+}
+
+// maxDepth bounds the nesting of decoded JSON, so that hostile input
+// cannot exhaust the stack.
+const maxDepth = 10000
+
+func (d *decodeState) enter() error {
+	d.depth++
+	if d.depth > maxDepth {
+		return d.syntaxError(fmt.Sprintf("nesting deeper than %d", maxDepth))
+	}
+	return nil
 }
 
 // pathError prefixes a decoding error with where in the value it happened.
@@ -1155,6 +1168,12 @@ func (d *decodeState) skipValue() error {
 // only checks syntax (and builds nothing).
 func (d *decodeState) parseAny(discard bool) (any, error) {
 	d.skipSpace()
+	if c := d.peek(); c == '{' || c == '[' {
+		if err := d.enter(); err != nil {
+			return nil, err
+		}
+		defer func() { d.depth-- }()
+	}
 	switch c := d.peek(); {
 	case c == '{':
 		return d.parseObject(discard)
@@ -1490,6 +1509,10 @@ func (t *Transcoder) newDecoder(typ reflect.Type) decoderFunc {
 			if d.peek() != '[' {
 				return d.typeError("an array")
 			}
+			if err := d.enter(); err != nil {
+				return err
+			}
+			defer func() { d.depth-- }()
 			d.pos++
 			if isSlice {
 				v.SetLen(0)
@@ -1636,6 +1659,10 @@ func (t *Transcoder) structDecoder(typ reflect.Type) decoderFunc {
 		if d.peek() != '{' {
 			return d.typeError("an object")
 		}
+		if err := d.enter(); err != nil {
+			return err
+		}
+		defer func() { d.depth-- }()
 		d.pos++
 		d.skipSpace()
 		if d.peek() == '}' {
@@ -1664,6 +1691,9 @@ func (t *Transcoder) structDecoder(typ reflect.Type) decoderFunc {
 				for j, x := range fields[i].index {
 					if j > 0 && fv.Kind() == reflect.Pointer {
 						if fv.IsNil() {
+							if !fv.CanSet() {
+								return fmt.Errorf("%w: cannot set field %s through a nil embedded pointer to an unexported struct in %v", ErrDecode, fields[i].name, typ)
+							}
 							fv.Set(reflect.New(fv.Type().Elem()))
 						}
 						fv = fv.Elem()
@@ -1777,6 +1807,9 @@ func transcodingDecoder(tr *transcoding) decoderFunc {
 			d.skipSpace()
 			switch string(k) {
 			case "_type_":
+				if d.peek() != '"' {
+					return fmt.Errorf("%w: _type_ of a %s object is not a string", ErrDecode, tr.name)
+				}
 				s, err := d.readString()
 				if err != nil {
 					return atPath(err, "_type_")

@@ -115,6 +115,15 @@ type sample struct {
 	private  int
 }
 
+type hiddenInner struct {
+	X int `json:"x"`
+}
+
+type withHidden struct {
+	*hiddenInner
+	Y int `json:"y"`
+}
+
 type versioned struct {
 	A int `json:"a"`
 }
@@ -221,6 +230,17 @@ func TestTranscoderErrors(t *testing.T) {
 	}
 	if err := tr.Decode([]byte(`{"_type_":"uuid_hex","_data_":"nope"}`), &u); !errors.Is(err, es.ErrDecode) {
 		t.Errorf("bad uuid: %v", err)
+	}
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	if err := tr.Decode([]byte(deep), &anyV); !errors.Is(err, es.ErrSyntax) {
+		t.Errorf("deep nesting: %v, want ErrSyntax", err)
+	}
+	var hidden withHidden
+	if err := tr.Decode([]byte(`{"x":1,"y":2}`), &hidden); !errors.Is(err, es.ErrDecode) {
+		t.Errorf("embedded pointer to an unexported struct: %v, want ErrDecode", err)
+	}
+	if err := tr.Decode([]byte(`{"_type_":1,"_data_":"x"}`), &u); !errors.Is(err, es.ErrDecode) {
+		t.Errorf("non-string _type_: %v, want ErrDecode", err)
 	}
 	if err := tr.Decode([]byte(`1`), nil); !errors.Is(err, es.ErrProgramming) {
 		t.Errorf("nil target: %v", err)
