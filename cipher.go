@@ -95,8 +95,10 @@ func (c *AESCipher) Encrypt(plaintext []byte) ([]byte, error) {
 }
 
 // Decrypt returns the plaintext of nonce || tag || ciphertext. A value too
-// short to hold a nonce and tag, or one that fails authentication (a wrong
-// key, or damaged data), is an error wrapping ErrDecrypt.
+// short to hold a nonce and tag ("too short"), or one that fails
+// authentication (a wrong key, or damaged or truncated data: AES-GCM cannot
+// tell these apart), is an error wrapping ErrDecrypt that says which. data is
+// not modified.
 func (c *AESCipher) Decrypt(data []byte) ([]byte, error) {
 	if len(data) < aesNonceSize+aesTagSize {
 		return nil, fmt.Errorf("%w: %d bytes is too short for AES-GCM (nonce 12 + tag 16)", ErrDecrypt, len(data))
@@ -106,7 +108,7 @@ func (c *AESCipher) Decrypt(data []byte) ([]byte, error) {
 	buf = append(append(buf, ct...), tag...)
 	pt, err := c.aead.Open(buf[:0], nonce, buf, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: authentication failed: wrong key, or damaged data", ErrDecrypt)
+		return nil, fmt.Errorf("%w: authentication failed: wrong key, or damaged or truncated data: %w", ErrDecrypt, err)
 	}
 	return pt, nil
 }

@@ -1,6 +1,7 @@
 package eventsourcing
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"slices"
@@ -38,6 +39,9 @@ type eventType struct {
 	elem         reflect.Type // the struct type
 	ptr          bool
 	classVersion int
+	// cvSuffix is how a state at classVersion ends (`,"class_version":N}`)
+	// when classVersion > 1, so reading an up-to-date state needs no upcast.
+	cvSuffix []byte
 }
 
 // NewMapper returns a mapper with the given options (nil for plain JSON).
@@ -110,6 +114,9 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E) error {
 		return fmt.Errorf("%w: event type %v has no method SetOriginator(uuid.UUID, int64) on its pointer (embed eventsourcing.DomainEvent)", ErrProgramming, typ)
 	}
 	et.classVersion = max(classVersionOf(et.elem), 1)
+	if et.classVersion > 1 {
+		et.cvSuffix = fmt.Appendf(nil, `,"class_version":%d}`, et.classVersion)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old, ok := m.types[topic]; ok && old.typ != typ {
@@ -127,8 +134,12 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E) error {
 // fromVersion to fromVersion+1 (a state without "class_version" is at
 // version 1). When an event is read whose stored version is below its
 // type's class version, each step's function runs in turn on the state
-// decoded as a map (values of registered types restored), then the map is
-// decoded into the type.
+// decoded as a map (values of registered types restored; JSON integers are
+// int64, other numbers float64), then the map is decoded into the type.
+// Upcasters run only for types with a class version above 1; a state at the
+// type's version is decoded directly. It returns an error wrapping
+// ErrProgramming if fn is nil, fromVersion is below 1, or an upcaster for
+// the same topic and version is registered already.
 func (m *Mapper[E]) Upcast(topic string, fromVersion int, fn func(state map[string]any) error) error {
 	if fromVersion < 1 || fn == nil {
 		return fmt.Errorf("%w: upcaster for %q needs a version >= 1 and a function", ErrProgramming, topic)
@@ -137,6 +148,9 @@ func (m *Mapper[E]) Upcast(topic string, fromVersion int, fn func(state map[stri
 	defer m.mu.Unlock()
 	if m.upcasters[topic] == nil {
 		m.upcasters[topic] = map[int]func(map[string]any) error{}
+	}
+	if _, ok := m.upcasters[topic][fromVersion]; ok {
+		return fmt.Errorf("%w: an upcaster for %q from class version %d is registered already", ErrProgramming, topic, fromVersion)
 	}
 	m.upcasters[topic][fromVersion] = fn
 	return nil
@@ -157,11 +171,16 @@ func (m *Mapper[E]) Topic(e E) (string, error) {
 
 // ToStoredEvent maps an event to a stored event: its topic, and its state
 // (the transcoded fields, without originator ID and version) compressed
-// then encrypted as configured.
+// then encrypted as configured. An event whose type is not registered is
+// an error wrapping ErrUnknownTopic, a nil pointer one wrapping
+// ErrProgramming; transcoding errors (ErrUnsupportedType) name the event.
 func (m *Mapper[E]) ToStoredEvent(e E) (StoredEvent, error) {
 	topic, err := m.Topic(e)
 	if err != nil {
 		return StoredEvent{}, err
+	}
+	if v := reflect.ValueOf(e); v.Kind() == reflect.Pointer && v.IsNil() {
+		return StoredEvent{}, fmt.Errorf("%w: nil %v event", ErrProgramming, v.Type())
 	}
 	se := StoredEvent{OriginatorID: e.OriginatorID(), OriginatorVersion: e.OriginatorVersion(), Topic: topic}
 	bp := encBufPool.Get().(*[]byte)
@@ -229,7 +248,7 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 			return zero, err
 		}
 	}
-	if len(ups) > 0 && et.classVersion > 1 {
+	if len(ups) > 0 && et.classVersion > 1 && !bytes.HasSuffix(state, et.cvSuffix) {
 		if state, err = m.upcast(s.Topic, et, ups, state); err != nil {
 			return zero, err
 		}
@@ -246,6 +265,11 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 }
 
 // upcast brings a state up to the type's class version.
+//
+// fromStoredEvent skips it for a state that ends with et.cvSuffix: in valid
+// JSON that can only be the top-level object's last member (a quote after a
+// comma outside a string opens a key, and the final brace closes the
+// top-level object), and invalid JSON fails to decode either way.
 func (m *Mapper[E]) upcast(topic string, et *eventType, ups map[int]func(map[string]any) error, state []byte) ([]byte, error) {
 	var obj map[string]any
 	if err := m.transcoder.Decode(state, &obj); err != nil {
@@ -271,7 +295,7 @@ func (m *Mapper[E]) upcast(topic string, et *eventType, ups map[int]func(map[str
 			return nil, fmt.Errorf("%w: no upcaster for topic %q from class version %d to %d", ErrClassVersion, topic, version, version+1)
 		}
 		if err := fn(obj); err != nil {
-			return nil, fmt.Errorf("%w: upcasting %q from class version %d: %v", ErrClassVersion, topic, version, err)
+			return nil, fmt.Errorf("%w: upcasting %q from class version %d: %w", ErrClassVersion, topic, version, err)
 		}
 	}
 	delete(obj, "class_version")

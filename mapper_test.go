@@ -2,9 +2,14 @@ package eventsourcing_test
 
 import (
 	"bytes"
+	"compress/zlib"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,23 +83,106 @@ func TestAESCipher(t *testing.T) {
 }
 
 func TestZlibCompressor(t *testing.T) {
-	z := &es.ZlibCompressor{}
-	data := bytes.Repeat([]byte("event sourcing "), 100)
-	c, err := z.Compress(data)
-	if err != nil || len(c) >= len(data) {
-		t.Fatalf("Compress: %d bytes, %v", len(c), err)
-	}
-	if got, err := z.Decompress(c); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("Decompress: %v", err)
-	}
-	damaged := bytes.Clone(c)
-	damaged[len(damaged)/2] ^= 0xff
-	for name, bad := range map[string][]byte{
-		"truncated": c[:len(c)-5], "damaged": damaged, "not zlib": []byte("{}"), "empty": nil, "trailing": append(bytes.Clone(c), 'x'),
-	} {
-		if _, err := z.Decompress(bad); !errors.Is(err, es.ErrDecompress) {
-			t.Errorf("%s: %v, want ErrDecompress", name, err)
+	data := bytes.Repeat([]byte(`{"event":"sourcing","n":12345}`), 40)
+	for _, level := range []int{0, zlib.DefaultCompression, zlib.HuffmanOnly, zlib.BestSpeed, zlib.BestCompression} {
+		z := es.ZlibCompressor{Level: level}
+		c, err := z.Compress(data)
+		if err != nil || len(c) >= len(data) {
+			t.Fatalf("level %d: Compress: %d bytes, %v", level, len(c), err)
 		}
+		// The stream is plain zlib, as Python's zlib.decompress reads it.
+		r, err := zlib.NewReader(bytes.NewReader(c))
+		if err != nil {
+			t.Fatalf("level %d: %v", level, err)
+		}
+		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("level %d: compress/zlib reads %d bytes, %v", level, len(got), err)
+		}
+		if got, err := z.Decompress(c); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("level %d: Decompress: %v", level, err)
+		}
+	}
+	for _, level := range []int{10, -3} {
+		if _, err := (es.ZlibCompressor{Level: level}).Compress(data); !errors.Is(err, es.ErrProgramming) {
+			t.Errorf("level %d: %v, want ErrProgramming", level, err)
+		}
+	}
+
+	z := &es.ZlibCompressor{}
+	c, err := z.Compress(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badSum := bytes.Clone(c)
+	badSum[len(badSum)-1] ^= 1
+	tests := []struct {
+		name string
+		z    *es.ZlibCompressor
+		data []byte
+		want string
+	}{
+		{"truncated", z, c[:len(c)-5], "truncated"},
+		{"truncated checksum", z, c[:len(c)-2], "truncated"},
+		{"header only", z, c[:2], "truncated"},
+		{"empty", z, nil, "truncated"},
+		{"checksum", z, badSum, "checksum"},
+		{"not zlib", z, []byte("{}"), "not a zlib stream"},
+		{"reserved block type", z, []byte{0x78, 0x9c, 0xff, 0xff}, "corrupt"},
+		{"trailing bytes", z, append(bytes.Clone(c), 'x'), "1 bytes after the end"},
+		{"larger than MaxSize", &es.ZlibCompressor{MaxSize: len(data) - 1}, c, "more than"},
+	}
+	for _, tt := range tests {
+		got, err := tt.z.Decompress(tt.data)
+		if !errors.Is(err, es.ErrDecompress) || !strings.Contains(err.Error(), tt.want) || got != nil {
+			t.Errorf("%s: %q, %v; want ErrDecompress saying %q", tt.name, got, err, tt.want)
+		}
+	}
+	if got, err := (&es.ZlibCompressor{MaxSize: len(data)}).Decompress(c); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("exactly MaxSize: %v", err)
+	}
+	// A damaged byte anywhere is an error, never different data.
+	for i := range c {
+		damaged := bytes.Clone(c)
+		damaged[i] ^= 0x55
+		if got, err := z.Decompress(damaged); err == nil && !bytes.Equal(got, data) {
+			t.Fatalf("byte %d damaged: garbage without an error", i)
+		} else if err != nil && !errors.Is(err, es.ErrDecompress) {
+			t.Fatalf("byte %d damaged: %v, want ErrDecompress", i, err)
+		}
+	}
+}
+
+// TestZlibCompressorConcurrent shares pooled writers and readers between
+// goroutines; run it with -race.
+func TestZlibCompressorConcurrent(t *testing.T) {
+	var z es.ZlibCompressor
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				data := []byte(strings.Repeat(fmt.Sprintf("goroutine %d item %d ", g, i), i+1))
+				c, err := z.Compress(data)
+				if err == nil {
+					var got []byte
+					if got, err = z.Decompress(c); err == nil && !bytes.Equal(got, data) {
+						err = fmt.Errorf("goroutine %d item %d: round trip differs", g, i)
+					}
+				}
+				if _, derr := z.Decompress(c[:len(c)/2]); err == nil && derr == nil {
+					err = fmt.Errorf("goroutine %d item %d: truncated stream decompressed", g, i)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
@@ -274,4 +362,99 @@ func FuzzMapperFromStoredEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMapperUpcastOnlyOldStates checks that upcasters run for states below
+// the type's class version and never for states at it, however the state
+// is written.
+func TestMapperUpcastOnlyOldStates(t *testing.T) {
+	m := es.NewMapper[*mRenamed](nil)
+	if err := m.RegisterTopic("shop:Renamed", &mRenamed{}); err != nil {
+		t.Fatal(err)
+	}
+	var calls []int
+	for from := 1; from <= 2; from++ {
+		err := m.Upcast("shop:Renamed", from, func(s map[string]any) error {
+			calls = append(calls, from)
+			if from == 1 {
+				s["label"] = s["title"]
+			} else {
+				s["name"] = s["label"]
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		state string
+		calls []int
+	}{
+		{`{"title":"x"}`, []int{1, 2}},
+		{`{"title":"x","class_version":1}`, []int{1, 2}},
+		{`{"label":"x","class_version":2}`, []int{2}},
+		{`{"name":"x","class_version":3}`, nil},
+		{`{"name":"x", "class_version": 3}`, nil},                 // not compact: decoded as a map first
+		{`{"class_version":2,"name":"x","class_version":3}`, nil}, // the last key wins, as in Python
+		{`{"title":"x","k\",\"class_version":3}`, []int{1, 2}},    // a key that ends like class_version
+	}
+	for _, tt := range tests {
+		calls = nil
+		e, err := m.FromStoredEvent(es.StoredEvent{OriginatorID: uuid.New(), OriginatorVersion: 2, Topic: "shop:Renamed", State: []byte(tt.state)})
+		if err != nil || e.Name != "x" || e.Version != 2 || !slices.Equal(calls, tt.calls) {
+			t.Errorf("%s: %+v, %v, upcasters %v, want %v", tt.state, e, err, calls, tt.calls)
+		}
+	}
+
+	boom := errors.New("boom")
+	m2 := es.NewMapper[*mRenamed](nil)
+	if err := m2.RegisterTopic("shop:Renamed", &mRenamed{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Upcast("shop:Renamed", 1, func(map[string]any) error { return boom }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m2.FromStoredEvent(es.StoredEvent{Topic: "shop:Renamed", State: []byte(`{"title":"x"}`)})
+	if !errors.Is(err, es.ErrClassVersion) || !errors.Is(err, boom) {
+		t.Errorf("failing upcaster: %v, want ErrClassVersion wrapping its error", err)
+	}
+	bad := []struct {
+		name string
+		from int
+		fn   func(map[string]any) error
+	}{
+		{"second upcaster for one step", 1, func(map[string]any) error { return nil }},
+		{"from version 0", 0, func(map[string]any) error { return nil }},
+		{"from version -1", -1, func(map[string]any) error { return nil }},
+		{"nil function", 2, nil},
+	}
+	for _, tt := range bad {
+		if err := m2.Upcast("shop:Renamed", tt.from, tt.fn); !errors.Is(err, es.ErrProgramming) {
+			t.Errorf("%s: %v, want ErrProgramming", tt.name, err)
+		}
+	}
+}
+
+func TestMapperNilEvent(t *testing.T) {
+	m := es.NewMapper[es.Event](nil)
+	if err := m.Register(&mDeposited{}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		e    es.Event
+		want error
+	}{
+		{"nil pointer", (*mDeposited)(nil), es.ErrProgramming},
+		{"nil interface", nil, es.ErrUnknownTopic},
+	}
+	for _, tt := range tests {
+		if _, err := m.ToStoredEvent(tt.e); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if err := m.Register(nil); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("Register(nil): %v, want ErrProgramming", err)
+	}
 }
