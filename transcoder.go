@@ -1249,42 +1249,26 @@ func (d *decodeState) parseAny(discard bool) (any, error) {
 func (d *decodeState) parseObject(discard bool) (any, error) {
 	d.pos++ // '{'
 	var members []Member
-	d.skipSpace()
-	if d.peek() == '}' {
-		d.pos++
-		if discard {
-			return nil, nil
-		}
-		return map[string]any{}, nil
-	}
-	for {
-		d.skipSpace()
-		k, err := d.readString()
+	for first := true; ; first = false {
+		k, more, err := d.nextKey(first)
 		if err != nil {
 			return nil, err
 		}
-		key := string(k)
-		d.skipSpace()
-		if d.peek() != ':' {
-			return nil, d.syntaxError("want : after object key")
+		if !more {
+			break
 		}
-		d.pos++
-		v, err := d.parseAny(discard)
+		if discard {
+			if _, err := d.parseAny(true); err != nil {
+				return nil, atPath(err, string(k))
+			}
+			continue
+		}
+		key := string(k)
+		v, err := d.parseAny(false)
 		if err != nil {
 			return nil, atPath(err, key)
 		}
 		members = append(members, Member{key, v})
-		d.skipSpace()
-		switch d.peek() {
-		case ',':
-			d.pos++
-			continue
-		case '}':
-			d.pos++
-		default:
-			return nil, d.syntaxError("want , or } in object")
-		}
-		break
 	}
 	if discard {
 		return nil, nil
@@ -1307,6 +1291,9 @@ func (d *decodeState) parseObject(discard bool) (any, error) {
 		}
 	}
 	if d.ordered {
+		if members == nil {
+			return Object{}, nil
+		}
 		return Object(members), nil
 	}
 	obj := make(map[string]any, len(members))
@@ -1606,40 +1593,47 @@ func (d *decodeState) readNumberAs(want string) ([]byte, bool, error) {
 	return d.readNumber()
 }
 
+// nextKey reads the key of an object's next member, after the '{' (first)
+// or after the previous member's value, and leaves the decoder at the
+// member's value. It reports false at the object's closing '}'. The key is
+// valid until the next read.
+func (d *decodeState) nextKey(first bool) ([]byte, bool, error) {
+	d.skipSpace()
+	switch c := d.peek(); {
+	case c == '}':
+		d.pos++
+		return nil, false, nil
+	case !first && c == ',':
+		d.pos++
+		d.skipSpace()
+	case !first:
+		return nil, false, d.syntaxError("want , or } in object")
+	}
+	k, err := d.readString()
+	if err != nil {
+		return nil, false, err
+	}
+	d.skipSpace()
+	if d.peek() != ':' {
+		return nil, false, d.syntaxError("want : after object key")
+	}
+	d.pos++
+	d.skipSpace()
+	return k, true, nil
+}
+
 // decodeMembers walks an object's members, calling fn with each key with
 // the decoder positioned at the value.
 func (d *decodeState) decodeMembers(fn func(key string) error) error {
 	d.pos++ // '{'
-	d.skipSpace()
-	if d.peek() == '}' {
-		d.pos++
-		return nil
-	}
-	for {
-		d.skipSpace()
-		k, err := d.readString()
-		if err != nil {
+	for first := true; ; first = false {
+		k, more, err := d.nextKey(first)
+		if !more || err != nil {
 			return err
 		}
 		key := string(k)
-		d.skipSpace()
-		if d.peek() != ':' {
-			return d.syntaxError("want : after object key")
-		}
-		d.pos++
-		d.skipSpace()
 		if err := fn(key); err != nil {
 			return atPath(err, key)
-		}
-		d.skipSpace()
-		switch d.peek() {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
-			return nil
-		default:
-			return d.syntaxError("want , or } in object")
 		}
 	}
 }
@@ -1664,15 +1658,9 @@ func (t *Transcoder) structDecoder(typ reflect.Type) decoderFunc {
 		}
 		defer func() { d.depth-- }()
 		d.pos++
-		d.skipSpace()
-		if d.peek() == '}' {
-			d.pos++
-			return nil
-		}
-		for {
-			d.skipSpace()
-			k, err := d.readString()
-			if err != nil {
+		for first := true; ; first = false {
+			k, more, err := d.nextKey(first)
+			if !more || err != nil {
 				return err
 			}
 			i, known := byName[string(k)] // no allocation for the lookup
@@ -1680,12 +1668,6 @@ func (t *Transcoder) structDecoder(typ reflect.Type) decoderFunc {
 			if !known {
 				key = string(k)
 			}
-			d.skipSpace()
-			if d.peek() != ':' {
-				return d.syntaxError("want : after object key")
-			}
-			d.pos++
-			d.skipSpace()
 			if known {
 				fv := v
 				for j, x := range fields[i].index {
@@ -1705,16 +1687,6 @@ func (t *Transcoder) structDecoder(typ reflect.Type) decoderFunc {
 				}
 			} else if err := d.skipValue(); err != nil {
 				return atPath(err, key)
-			}
-			d.skipSpace()
-			switch d.peek() {
-			case ',':
-				d.pos++
-			case '}':
-				d.pos++
-				return nil
-			default:
-				return d.syntaxError("want , or } in object")
 			}
 		}
 	}
@@ -1790,21 +1762,13 @@ func transcodingDecoder(tr *transcoding) decoderFunc {
 			hasName, done bool
 		)
 		for first := true; ; first = false {
-			d.skipSpace()
-			if first && d.peek() == '}' {
-				d.pos++
-				break
-			}
-			k, err := d.readString()
+			k, more, err := d.nextKey(first)
 			if err != nil {
 				return err
 			}
-			d.skipSpace()
-			if d.peek() != ':' {
-				return d.syntaxError("want : after object key")
+			if !more {
+				break
 			}
-			d.pos++
-			d.skipSpace()
 			switch string(k) {
 			case "_type_":
 				if d.peek() != '"' {
@@ -1832,16 +1796,6 @@ func transcodingDecoder(tr *transcoding) decoderFunc {
 			default:
 				return fmt.Errorf("%w: unexpected key %q in a %s object", ErrDecode, k, tr.name)
 			}
-			d.skipSpace()
-			if d.peek() == ',' {
-				d.pos++
-				continue
-			}
-			if d.peek() != '}' {
-				return d.syntaxError("want , or } in object")
-			}
-			d.pos++
-			break
 		}
 		if !hasName {
 			return fmt.Errorf("%w: %s object without _type_", ErrDecode, tr.name)
