@@ -515,18 +515,7 @@ func TestInteropWrite(t *testing.T) {
 				if se.Topic != me.topic || se.OriginatorID != me.id || se.OriginatorVersion != me.version {
 					t.Errorf("%s: stored as %s %v v%d", me.key, se.Topic, se.OriginatorID, se.OriginatorVersion)
 				}
-				plain := se.State
-				if opts.Cipher != nil {
-					if plain, err = opts.Cipher.Decrypt(plain); err != nil {
-						t.Fatalf("%s: the manifest key does not open the library's ciphertext: %v", me.key, err)
-					}
-				}
-				if opts.Compressor != nil {
-					if plain, err = opts.Compressor.Decompress(plain); err != nil {
-						t.Fatalf("%s: %v", me.key, err)
-					}
-				}
-				if !bytes.Equal(plain, me.plaintext) {
+				if plain := openState(t, me.key, opts, se.State); !bytes.Equal(plain, me.plaintext) {
 					t.Errorf("%s: plaintext\n got %s\nwant %s", me.key, plain, me.plaintext)
 				}
 			}
@@ -535,8 +524,6 @@ func TestInteropWrite(t *testing.T) {
 				row := asMap(raw)
 				me := events[row["event"].(string)]
 				stored, _ := base64.StdEncoding.DecodeString(row["state_base64"].(string))
-				plain := stored
-				var err error
 				if opts.Cipher != nil {
 					if nonce, _ := hex.DecodeString(row["nonce_hex"].(string)); !bytes.Equal(stored[:12], nonce) {
 						t.Errorf("%s: nonce is not the first 12 bytes", me.key)
@@ -544,21 +531,30 @@ func TestInteropWrite(t *testing.T) {
 					if tag, _ := hex.DecodeString(row["tag_hex"].(string)); !bytes.Equal(stored[12:28], tag) {
 						t.Errorf("%s: tag is not bytes 12 to 28", me.key)
 					}
-					if plain, err = opts.Cipher.Decrypt(plain); err != nil {
-						t.Fatalf("%s: %v", me.key, err)
-					}
 				}
-				if opts.Compressor != nil {
-					if plain, err = opts.Compressor.Decompress(plain); err != nil {
-						t.Fatalf("%s: %v", me.key, err)
-					}
-				}
-				if !bytes.Equal(plain, me.plaintext) {
+				if plain := openState(t, me.key, opts, stored); !bytes.Equal(plain, me.plaintext) {
 					t.Errorf("%s: Python's stored state opens to %s", me.key, plain)
 				}
 			}
 		})
 	}
+}
+
+// openState decrypts and decompresses a stored state as opts say.
+func openState(t *testing.T, what string, opts *es.MapperOptions, state []byte) []byte {
+	t.Helper()
+	var err error
+	if opts.Cipher != nil {
+		if state, err = opts.Cipher.Decrypt(state); err != nil {
+			t.Fatalf("%s: the manifest key does not open it: %v", what, err)
+		}
+	}
+	if opts.Compressor != nil {
+		if state, err = opts.Compressor.Decompress(state); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	return state
 }
 
 // TestInteropRoundTrip writes the Go-mapped events into fresh SQLite and
