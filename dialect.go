@@ -64,6 +64,17 @@ type SingleWriter interface {
 	SingleWriter() bool
 }
 
+// Notifier is implemented by dialects of databases that can wake
+// subscribers in other sessions when events commit (PostgreSQL's NOTIFY).
+// The SQL recorder runs NotifyStatement last in every transaction that
+// inserts events, so the wake-up is delivered at commit and never for a
+// rolled-back transaction.
+type Notifier interface {
+	// NotifyStatement returns the statement that notifies the events
+	// table's channel, or "" for none.
+	NotifyStatement(events Table) string
+}
+
 // Table is a table name, optionally in a schema.
 type Table struct {
 	Schema string

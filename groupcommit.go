@@ -149,11 +149,14 @@ func (r *SQLRecorder) commitGroup(batch []*groupCall) {
 		})
 		if c.err != nil {
 			c.ids, c.err = nil, r.dbError(c.ctx, "insert events", r.events, c.err)
+		} else {
+			r.commits.broadcast()
 		}
 		return
 	}
 	err := r.inTx(ctx, func(tx *sql.Tx) error { return r.insertCombined(ctx, tx, live) })
 	if err == nil {
+		r.commits.broadcast()
 		return
 	}
 	if !errors.Is(err, ErrIntegrity) {
@@ -167,7 +170,9 @@ func (r *SQLRecorder) commitGroup(batch []*groupCall) {
 		c.ids, c.err = nil, nil
 	}
 	err = r.inTx(ctx, func(tx *sql.Tx) error { return r.insertSavepoints(ctx, tx, live) })
-	if err != nil {
+	if err == nil {
+		r.commits.broadcast()
+	} else {
 		for _, c := range live {
 			if c.err == nil || !errors.Is(c.err, ErrIntegrity) {
 				c.ids, c.err = nil, r.dbError(c.ctx, "insert events", r.events, err)
@@ -204,7 +209,7 @@ func (r *SQLRecorder) insertCombined(ctx context.Context, tx *sql.Tx, calls []*g
 			}
 		}
 	}
-	return nil
+	return r.notify(ctx, tx, n)
 }
 
 // insertSavepoints inserts each call under its own savepoint, rolling back
@@ -241,5 +246,11 @@ func (r *SQLRecorder) insertSavepoints(ctx context.Context, tx *sql.Tx, calls []
 			return err
 		}
 	}
-	return nil
+	inserted := 0
+	for _, c := range calls {
+		if c.err == nil {
+			inserted += len(c.events)
+		}
+	}
+	return r.notify(ctx, tx, inserted)
 }

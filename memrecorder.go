@@ -20,6 +20,7 @@ type MemoryRecorder struct {
 	n          int64            // notifications recorded
 	aggregates map[uuid.UUID][]int64
 	tracking   map[string]int64
+	commits    commitSignal // broadcast after each insert
 }
 
 const logChunk = 4096
@@ -61,10 +62,28 @@ func (r *MemoryRecorder) InsertEvents(ctx context.Context, events []StoredEvent,
 				Err: fmt.Errorf("notification %d of %q is not after the last tracked, %d", tracking.NotificationID, tracking.ApplicationName, last)}
 		}
 	}
+	// Duplicates within the batch: a set once the batch is big enough for
+	// the quadratic scan to cost more than the map.
+	type key struct {
+		id uuid.UUID
+		v  int64
+	}
+	var seen map[key]struct{}
+	if len(events) > 16 {
+		seen = make(map[key]struct{}, len(events))
+	}
 	for i, e := range events {
-		if r.find(e.OriginatorID, e.OriginatorVersion) >= 0 || slices.ContainsFunc(events[:i], func(o StoredEvent) bool {
-			return o.OriginatorID == e.OriginatorID && o.OriginatorVersion == e.OriginatorVersion
-		}) {
+		dup := r.find(e.OriginatorID, e.OriginatorVersion) >= 0
+		if !dup && seen != nil {
+			k := key{e.OriginatorID, e.OriginatorVersion}
+			_, dup = seen[k]
+			seen[k] = struct{}{}
+		} else if !dup {
+			dup = slices.ContainsFunc(events[:i], func(o StoredEvent) bool {
+				return o.OriginatorID == e.OriginatorID && o.OriginatorVersion == e.OriginatorVersion
+			})
+		}
+		if dup {
 			return nil, &IntegrityError{Table: "events", OriginatorID: e.OriginatorID, Version: e.OriginatorVersion}
 		}
 	}
@@ -87,6 +106,7 @@ func (r *MemoryRecorder) InsertEvents(ctx context.Context, events []StoredEvent,
 	if tracking != nil {
 		r.tracking[tracking.ApplicationName] = tracking.NotificationID
 	}
+	r.commits.broadcast()
 	return ids, nil
 }
 

@@ -73,6 +73,8 @@ type SQLRecorder struct {
 	nid         string
 	insertSQL   sync.Map // rows -> string
 	selectSQL   sync.Map // query shape -> string
+	notifySQL   string       // run last in each insert transaction, if not ""
+	commits     commitSignal // broadcast after each commit of events or tracking
 	maxNotifSQL string
 	maxTrackSQL string
 	trackSQL    string
@@ -135,6 +137,9 @@ func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	}
 	if o.MaxGroupSize > 1 {
 		r.group = &groupCommitter{maxSize: o.MaxGroupSize, maxDelay: o.MaxGroupDelay}
+	}
+	if n, ok := d.(Notifier); ok && !r.snapshots {
+		r.notifySQL = n.NotifyStatement(r.events)
 	}
 	r.qEvents = r.events.Quote(d)
 	r.qTracking = r.tracking.Quote(d)
@@ -279,7 +284,20 @@ func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tr
 	if err != nil {
 		return nil, r.dbError(ctx, "insert events", r.events, err)
 	}
+	r.commits.broadcast()
 	return ids, nil
+}
+
+// notify runs the dialect's notify statement, last in a transaction that
+// inserted n events.
+func (r *SQLRecorder) notify(ctx context.Context, tx *sql.Tx, n int) error {
+	if r.notifySQL == "" || n == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, r.notifySQL); err != nil {
+		return r.dbError(ctx, "notify", r.events, err)
+	}
+	return nil
 }
 
 // insertInTx takes the append lock and inserts one caller's events and
@@ -296,6 +314,9 @@ func (r *SQLRecorder) insertInTx(ctx context.Context, tx *sql.Tx, events []Store
 		if err := r.insertTracking(ctx, tx, *tracking); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.notify(ctx, tx, len(events)); err != nil {
+		return nil, err
 	}
 	return ids, nil
 }

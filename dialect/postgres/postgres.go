@@ -122,7 +122,10 @@ func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
 // Dialect is the PostgreSQL dialect.
 type Dialect struct{}
 
-var _ es.Dialect = Dialect{}
+var (
+	_ es.Dialect  = Dialect{}
+	_ es.Notifier = Dialect{}
+)
 
 // Name returns "postgres".
 func (Dialect) Name() string { return es.ModulePostgres }
@@ -203,6 +206,17 @@ func (d Dialect) LockForAppend(events es.Table, timeout time.Duration) []string 
 		"SET LOCAL lock_timeout = '" + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms'",
 		"LOCK TABLE " + events.Quote(d) + " IN EXCLUSIVE MODE",
 	}
+}
+
+// Channel returns the LISTEN/NOTIFY channel of an events table, as the
+// Python library (9.5) names it: the table name, schema-qualified, with
+// "." replaced by "_".
+func Channel(events es.Table) string { return strings.ReplaceAll(events.String(), ".", "_") }
+
+// NotifyStatement returns NOTIFY on the events table's channel, with no
+// payload, as the Python library (9.5) sends it.
+func (d Dialect) NotifyStatement(events es.Table) string {
+	return "NOTIFY " + d.QuoteIdentifier(Channel(events))
 }
 
 // Classify maps PostgreSQL SQLSTATEs and connection failures to the
