@@ -45,6 +45,10 @@ type SQLOptions struct {
 	// may combine into one transaction. Zero means 100; 1 turns group
 	// commit off (one transaction per call).
 	MaxGroupSize int
+	// NoNotify turns off the wake-up a dialect sends to subscribers in
+	// other sessions when events commit (PostgreSQL NOTIFY). Subscribers
+	// still find the events by polling, later.
+	NoNotify bool
 	// MaxGroupDelay is how long a group's leader waits for more calls to
 	// join before committing, when fewer than MaxGroupSize are queued. Zero
 	// (the default) means no wait: a group is whatever queued while the
@@ -138,7 +142,7 @@ func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	if o.MaxGroupSize > 1 {
 		r.group = &groupCommitter{maxSize: o.MaxGroupSize, maxDelay: o.MaxGroupDelay}
 	}
-	if n, ok := d.(Notifier); ok && !r.snapshots {
+	if n, ok := d.(Notifier); ok && !r.snapshots && !o.NoNotify {
 		r.notifySQL = n.NotifyStatement(r.events)
 	}
 	r.qEvents = r.events.Quote(d)
