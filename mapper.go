@@ -134,12 +134,13 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E) error {
 // fromVersion to fromVersion+1 (a state without "class_version" is at
 // version 1). When an event is read whose stored version is below its
 // type's class version, each step's function runs in turn on the state
-// decoded as a map (values of registered types restored; JSON integers are
-// int64, other numbers float64), then the map is decoded into the type.
-// Upcasters run only for types with a class version above 1; a state at the
-// type's version is decoded directly. It returns an error wrapping
-// ErrProgramming if fn is nil, fromVersion is below 1, or an upcaster for
-// the same topic and version is registered already.
+// decoded as a map without its "class_version" key (values of registered
+// types restored; JSON integers are int64, other numbers float64), then the
+// map is decoded into the type. Every step from the stored version to the
+// type's must be registered, or reading fails with [ErrClassVersion] before
+// any runs; a state at the type's version is decoded directly. It returns
+// an error wrapping ErrProgramming if fn is nil, fromVersion is below 1, or
+// an upcaster for the same topic and version is registered already.
 func (m *Mapper[E]) Upcast(topic string, fromVersion int, fn func(state map[string]any) error) error {
 	if fromVersion < 1 || fn == nil {
 		return fmt.Errorf("%w: upcaster for %q needs a version >= 1 and a function", ErrProgramming, topic)
@@ -215,9 +216,14 @@ func (m *Mapper[E]) ToStoredEvent(e E) (StoredEvent, error) {
 // FromStoredEvent maps a stored event back to a domain event: it decrypts
 // and decompresses the state, decodes it into a new value of the type
 // registered for the topic (upcasting older class versions), and sets the
-// originator ID and version. Errors wrap ErrUnknownTopic, ErrDecrypt,
-// ErrDecompress, ErrSyntax, ErrDecode, ErrUnknownTranscoding or
-// ErrClassVersion, and name the event.
+// originator ID and version. The state's class version ("class_version",
+// 1 if absent, as in the Python library) is always checked against the
+// type's ([ClassVersioner], 1 if not implemented): a newer stored version,
+// an older one without upcasters for every step to the type's version (see
+// Upcast), or a "class_version" that is not a positive integer is an error
+// wrapping ErrClassVersion that names the topic and both versions. Other
+// errors wrap ErrUnknownTopic, ErrDecrypt, ErrDecompress, ErrSyntax,
+// ErrDecode or ErrUnknownTranscoding. All name the event.
 func (m *Mapper[E]) FromStoredEvent(s StoredEvent) (E, error) {
 	var zero E
 	e, err := m.fromStoredEvent(s)
@@ -248,9 +254,18 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 			return zero, err
 		}
 	}
-	if len(ups) > 0 && et.classVersion > 1 && !bytes.HasSuffix(state, et.cvSuffix) {
-		if state, err = m.upcast(s.Topic, et, ups, state); err != nil {
+	if !et.atVersion(state) {
+		version, err := m.storedClassVersion(s.Topic, state)
+		if err != nil {
 			return zero, err
+		}
+		switch {
+		case version > et.classVersion:
+			return zero, fmt.Errorf("%w: stored class version %d of topic %q is newer than %v's class version %d", ErrClassVersion, version, s.Topic, et.typ, et.classVersion)
+		case version < et.classVersion:
+			if state, err = m.upcast(s.Topic, et, ups, version, state); err != nil {
+				return zero, err
+			}
 		}
 	}
 	v := reflect.New(et.elem)
@@ -264,40 +279,101 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 	return v.Elem().Interface().(E), nil
 }
 
-// upcast brings a state up to the type's class version.
-//
-// fromStoredEvent skips it for a state that ends with et.cvSuffix: in valid
-// JSON that can only be the top-level object's last member (a quote after a
-// comma outside a string opens a key, and the final brace closes the
-// top-level object), and invalid JSON fails to decode either way.
-func (m *Mapper[E]) upcast(topic string, et *eventType, ups map[int]func(map[string]any) error, state []byte) ([]byte, error) {
+// classVersionKey is the member of a stored state that holds its class
+// version; a state without it is at version 1.
+var classVersionKey = []byte(`"class_version"`)
+
+// unicodeEscape starts the only JSON escapes that can spell a key's letters.
+var unicodeEscape = []byte(`\u`)
+
+// atVersion reports, without decoding, that a state is surely at the type's
+// class version, so that reading it needs neither a look at its
+// "class_version" nor an upcast. For a type above version 1 the state must
+// end with et.cvSuffix: in valid JSON that can only be the top-level
+// object's last member (a quote after a comma outside a string opens a
+// key, and the final brace closes the top-level object), and the last of
+// repeated keys wins, as in Python; invalid JSON fails to decode either
+// way. For a type at version 1 the state must not hold "class_version" at
+// all, nor any \u escape (which could spell the key).
+func (et *eventType) atVersion(state []byte) bool {
+	if et.classVersion > 1 {
+		return bytes.HasSuffix(state, et.cvSuffix)
+	}
+	return !bytes.Contains(state, classVersionKey) && !bytes.Contains(state, unicodeEscape)
+}
+
+// storedClassVersion returns the class version a stored state declares in
+// its top-level "class_version" member (the last, if repeated), or 1 if it
+// has none, as the Python library reads it. A value that is not a positive
+// integer is an error wrapping ErrClassVersion. It allocates nothing on
+// success: values are skipped, not built.
+func (m *Mapper[E]) storedClassVersion(topic string, state []byte) (int, error) {
+	d := decodeStatePool.Get().(*decodeState)
+	*d = decodeState{t: m.transcoder, data: state, buf: d.buf[:0]}
+	defer func() {
+		d.t, d.data = nil, nil
+		decodeStatePool.Put(d)
+	}()
+	d.skipSpace()
+	if d.peek() != '{' {
+		return 1, nil // not an object: decoding reports it
+	}
+	d.pos++
+	var raw []byte // the last class_version value
+	for first := true; ; first = false {
+		k, more, err := d.nextKey(first)
+		if err != nil {
+			return 0, err
+		}
+		if !more {
+			break
+		}
+		isCV := string(k) == "class_version"
+		start := d.pos
+		if err := d.skipValue(); err != nil {
+			return 0, err
+		}
+		if isCV {
+			raw = d.data[start:d.pos]
+		}
+	}
+	if raw == nil {
+		return 1, nil
+	}
+	version := 0
+	for i, c := range raw {
+		if c < '0' || c > '9' || i >= 9 {
+			version = 0
+			break
+		}
+		version = version*10 + int(c-'0')
+	}
+	if version < 1 {
+		return 0, fmt.Errorf("%w: topic %q: stored class_version %s is not a positive integer", ErrClassVersion, topic, raw)
+	}
+	return version, nil
+}
+
+// upcast brings a state at class version from, below the type's, up to
+// the type's class version. It checks that the whole chain of upcasters
+// is registered before running any, and removes "class_version" from the
+// state before the first runs, as the Python library does.
+func (m *Mapper[E]) upcast(topic string, et *eventType, ups map[int]func(map[string]any) error, from int, state []byte) ([]byte, error) {
+	for v := from; v < et.classVersion; v++ {
+		if ups[v] == nil {
+			return nil, fmt.Errorf("%w: no upcaster chain for topic %q from stored class version %d to %v's class version %d: no upcaster from class version %d to %d",
+				ErrClassVersion, topic, from, et.typ, et.classVersion, v, v+1)
+		}
+	}
 	var obj map[string]any
 	if err := m.transcoder.Decode(state, &obj); err != nil {
 		return nil, err
 	}
-	version := 1
-	if cv, ok := obj["class_version"]; ok {
-		n, ok := cv.(int64)
-		if !ok || n < 1 {
-			return nil, fmt.Errorf("%w: class_version %v is not a positive integer", ErrClassVersion, cv)
-		}
-		version = int(n)
-	}
-	if version > et.classVersion {
-		return nil, fmt.Errorf("%w: stored class version %d is newer than %v's version %d", ErrClassVersion, version, et.typ, et.classVersion)
-	}
-	if version == et.classVersion {
-		return state, nil
-	}
-	for ; version < et.classVersion; version++ {
-		fn, ok := ups[version]
-		if !ok {
-			return nil, fmt.Errorf("%w: no upcaster for topic %q from class version %d to %d", ErrClassVersion, topic, version, version+1)
-		}
-		if err := fn(obj); err != nil {
-			return nil, fmt.Errorf("%w: upcasting %q from class version %d: %w", ErrClassVersion, topic, version, err)
-		}
-	}
 	delete(obj, "class_version")
+	for v := from; v < et.classVersion; v++ {
+		if err := ups[v](obj); err != nil {
+			return nil, fmt.Errorf("%w: upcasting %q from class version %d: %w", ErrClassVersion, topic, v, err)
+		}
+	}
 	return m.transcoder.Encode(obj)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -320,11 +321,11 @@ func TestMapperClassVersions(t *testing.T) {
 		t.Fatalf("state %s, %v: want class_version 3 last", se.State, err)
 	}
 	v1 := es.StoredEvent{OriginatorID: id, OriginatorVersion: 1, Topic: "shop:Renamed", State: []byte(`{"timestamp":{"_type_":"datetime_iso","_data_":"2024-01-01T00:00:00+00:00"},"title":"old"}`)}
-	if _, err := m.FromStoredEvent(v1); err != nil {
-		t.Fatalf("without upcasters the state is decoded as is: %v", err)
+	if _, err := m.FromStoredEvent(v1); !errors.Is(err, es.ErrClassVersion) {
+		t.Fatalf("version 1 state of a version 3 type without upcasters: %v, want ErrClassVersion", err)
 	}
 	m.Upcast("shop:Renamed", 1, func(s map[string]any) error { s["label"] = s["title"]; delete(s, "title"); return nil })
-	if _, err := m.FromStoredEvent(v1); !errors.Is(err, es.ErrClassVersion) || !strings.Contains(err.Error(), "from class version 2") {
+	if _, err := m.FromStoredEvent(v1); !errors.Is(err, es.ErrClassVersion) || !strings.Contains(err.Error(), "from class version 2 to 3") {
 		t.Errorf("missing step 2->3: %v", err)
 	}
 	m.Upcast("shop:Renamed", 2, func(s map[string]any) error { s["name"] = s["label"]; delete(s, "label"); return nil })
@@ -415,6 +416,9 @@ func TestMapperUpcastOnlyOldStates(t *testing.T) {
 	if err := m2.Upcast("shop:Renamed", 1, func(map[string]any) error { return boom }); err != nil {
 		t.Fatal(err)
 	}
+	if err := m2.Upcast("shop:Renamed", 2, func(map[string]any) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 	_, err := m2.FromStoredEvent(es.StoredEvent{Topic: "shop:Renamed", State: []byte(`{"title":"x"}`)})
 	if !errors.Is(err, es.ErrClassVersion) || !errors.Is(err, boom) {
 		t.Errorf("failing upcaster: %v, want ErrClassVersion wrapping its error", err)
@@ -456,5 +460,140 @@ func TestMapperNilEvent(t *testing.T) {
 	}
 	if err := m.Register(nil); !errors.Is(err, es.ErrProgramming) {
 		t.Errorf("Register(nil): %v, want ErrProgramming", err)
+	}
+}
+
+// TestMapperClassVersionAlwaysChecked checks stored class versions whether
+// or not the topic has upcasters: a state newer than its Go type, or older
+// with no upcaster chain to the type's version, is ErrClassVersion naming
+// the topic and both versions; a state without "class_version" is at
+// version 1, as in the Python library.
+func TestMapperClassVersionAlwaysChecked(t *testing.T) {
+	const renamed = "shop:Renamed"
+	newMapper := func(t *testing.T, steps ...int) (*es.Mapper[es.Event], *[]int) {
+		t.Helper()
+		m := es.NewMapper[es.Event](nil)
+		if err := m.Register(&mDeposited{}, mValue{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.RegisterTopic(renamed, &mRenamed{}); err != nil {
+			t.Fatal(err)
+		}
+		calls := new([]int)
+		for _, from := range steps {
+			if err := m.Upcast(renamed, from, func(s map[string]any) error {
+				*calls = append(*calls, from)
+				s["name"] = "up"
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m, calls
+	}
+	deposited := es.DefaultTopic(reflect.TypeFor[mDeposited]())
+	value := es.DefaultTopic(reflect.TypeFor[mValue]())
+	tests := []struct {
+		name  string
+		steps []int // upcasters registered for renamed
+		topic string
+		state string
+		want  []string // in the error, which wraps ErrClassVersion; nil: no error
+		calls []int    // upcasters run
+	}{
+		{"version 3 type, state without class_version, no upcasters", nil, renamed, `{"name":"x"}`, []string{renamed, "class version 1", "3"}, nil},
+		{"version 3 type, state at version 1, no upcasters", nil, renamed, `{"name":"x","class_version":1}`, []string{renamed, "class version 1", "3"}, nil},
+		{"version 3 type, state at version 2, no upcasters", nil, renamed, `{"name":"x","class_version":2}`, []string{renamed, "class version 2", "3"}, nil},
+		{"version 3 type, state at version 99, no upcasters", nil, renamed, `{"name":"x","class_version":99}`, []string{renamed, "99", "3"}, nil},
+		{"version 3 type, state at version 99, with upcasters", []int{1, 2}, renamed, `{"name":"x","class_version":99}`, []string{renamed, "99", "3"}, nil},
+		{"version 3 type, state at version 4, not compact", nil, renamed, `{"name":"x", "class_version": 4}`, []string{renamed, "4", "3"}, nil},
+		{"chain broken at 2, nothing runs", []int{1}, renamed, `{"name":"x"}`, []string{renamed, "class version 1", "3", "2 to 3"}, nil},
+		{"chain broken at 1", []int{2}, renamed, `{"name":"x"}`, []string{renamed, "class version 1", "3", "1 to 2"}, nil},
+		{"class_version zero", []int{1, 2}, renamed, `{"name":"x","class_version":0}`, []string{renamed, "class_version"}, nil},
+		{"class_version a string", []int{1, 2}, renamed, `{"name":"x","class_version":"3"}`, []string{renamed, "class_version"}, nil},
+		{"class_version a float", []int{1, 2}, renamed, `{"name":"x","class_version":3.0}`, []string{renamed, "class_version"}, nil},
+		{"class_version null", []int{1, 2}, renamed, `{"name":"x","class_version":null}`, []string{renamed, "class_version"}, nil},
+		{"version 1 type, state at version 2", nil, deposited, `{"note":"x","class_version":2}`, []string{deposited, "class version 2", "1"}, nil},
+		{"version 1 type, state at version 99", nil, deposited, `{"class_version":99,"note":"x"}`, []string{deposited, "99", "1"}, nil},
+		{"version 1 value type, state at version 2", nil, value, `{"n":1,"class_version":2}`, []string{value, "class version 2", "1"}, nil},
+		{"version 1 type, escaped key", nil, deposited, `{"note":"x","class_versio\u006e":2}`, []string{deposited, "class version 2", "1"}, nil},
+		{"version 1 type, class_version zero", nil, deposited, `{"note":"x","class_version":0}`, []string{deposited, "class_version"}, nil},
+
+		{"version 1 type, no class_version", nil, deposited, `{"note":"x"}`, nil, nil},
+		{"version 1 type, class_version 1", nil, deposited, `{"note":"x","class_version":1}`, nil, nil},
+		{"version 1 type, class_version in a string", nil, deposited, `{"note":"\"class_version\":2"}`, nil, nil},
+		{"version 1 type, class_version in a nested object", nil, deposited, `{"note":"x","nested":{"class_version":2}}`, nil, nil},
+		{"version 1 type, escapes elsewhere", nil, deposited, `{"note":"\u0001x"}`, nil, nil},
+		{"version 3 type at version 3", nil, renamed, `{"name":"x","class_version":3}`, nil, nil},
+		{"version 3 type at version 3, not compact", nil, renamed, `{ "class_version" : 3, "name":"x" }`, nil, nil},
+		{"version 3 type, full chain", []int{1, 2}, renamed, `{"name":"x"}`, nil, []int{1, 2}},
+		{"version 3 type, last step", []int{1, 2}, renamed, `{"name":"x","class_version":2}`, nil, []int{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, calls := newMapper(t, tt.steps...)
+			e, err := m.FromStoredEvent(es.StoredEvent{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: tt.topic, State: []byte(tt.state)})
+			if tt.want == nil {
+				if err != nil || e == nil {
+					t.Fatalf("%s: %v, %v", tt.state, e, err)
+				}
+			} else {
+				if !errors.Is(err, es.ErrClassVersion) {
+					t.Fatalf("%s: %v, want ErrClassVersion", tt.state, err)
+				}
+				for _, w := range tt.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("%s: error %q does not say %q", tt.state, err, w)
+					}
+				}
+			}
+			if !slices.Equal(*calls, tt.calls) {
+				t.Errorf("%s: upcasters run %v, want %v", tt.state, *calls, tt.calls)
+			}
+		})
+	}
+}
+
+// TestMapperAtVersionAllocs checks that reading a state already at its
+// type's class version costs no more allocations than decoding it, whether
+// the type is at version 1 or above.
+func TestMapperAtVersionAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts")
+	}
+	m := es.NewMapper[es.Event](nil)
+	if err := m.Register(&mDeposited{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RegisterTopic("shop:Renamed", &mRenamed{}); err != nil {
+		t.Fatal(err)
+	}
+	m.Upcast("shop:Renamed", 1, func(map[string]any) error { return nil })
+	m.Upcast("shop:Renamed", 2, func(map[string]any) error { return nil })
+	id := uuid.New()
+	for _, e := range []es.Event{
+		&mDeposited{DomainEvent: es.NewDomainEvent(id, 1), Amount: es.MustParseDecimal("1.5"), Note: "plain"},
+		&mDeposited{DomainEvent: es.NewDomainEvent(id, 1), Note: `"class_version":2 in a string \u0041`}, // looked at, not upcast
+		&mRenamed{DomainEvent: es.NewDomainEvent(id, 2), Name: "x"},
+	} {
+		se, err := m.ToStoredEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := m.Transcoder()
+		typ := reflect.TypeOf(e).Elem()
+		decode := testing.AllocsPerRun(100, func() {
+			if err := tr.Decode(se.State, reflect.New(typ).Interface()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		mapped := testing.AllocsPerRun(100, func() {
+			if _, err := m.FromStoredEvent(se); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if mapped > decode {
+			t.Errorf("%s: FromStoredEvent %v allocations, decoding alone %v", se.State, mapped, decode)
+		}
 	}
 }
