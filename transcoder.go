@@ -146,8 +146,11 @@ func (t *Transcoder) AppendEncode(dst []byte, v any) ([]byte, error) {
 	if v == nil {
 		return append(dst, "null"...), nil
 	}
-	rv := reflect.ValueOf(v)
-	return t.encoder(rv.Type())(t, dst, rv)
+	e := encodeStatePool.Get().(*encodeState)
+	e.t = t
+	b, err := e.encode(dst, v)
+	e.release()
+	return b, err
 }
 
 // Decode decodes JSON into the value v points to. It returns an error
@@ -182,26 +185,42 @@ var decodeStatePool = sync.Pool{New: func() any { return new(decodeState) }}
 // cannot exhaust the stack.
 const maxDepth = 10000
 
-// pathError prefixes a decoding error with where in the value it happened.
+// pathError adds to an error where in the value it happened: a path such
+// as a.b[1].c, of struct field names, map keys and slice indexes.
 type pathError struct {
-	path string
+	segs []string // innermost first
 	err  error
 }
 
+// pathKeep is how many segments are shown at each end of a long path.
+const pathKeep = 8
+
 func (e *pathError) Error() string {
-	return fmt.Sprintf("%v at %s", e.err, e.path)
+	var b strings.Builder
+	n := len(e.segs)
+	for i := n - 1; i >= 0; i-- {
+		seg := e.segs[i]
+		switch {
+		case n > 2*pathKeep+1 && i == n-1-pathKeep: // elide the middle
+			fmt.Fprintf(&b, "...(%d more)...", n-2*pathKeep)
+			i = pathKeep - 1
+			seg = e.segs[i]
+		case i < n-1 && !strings.HasPrefix(seg, "["):
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
+	}
+	return fmt.Sprintf("%v at %s", e.err, b.String())
 }
+
 func (e *pathError) Unwrap() error { return e.err }
 
+// atPath adds seg in front of err's path.
 func atPath(err error, seg string) error {
 	var pe *pathError
 	if errors.As(err, &pe) {
-		if strings.HasPrefix(pe.path, "[") {
-			pe.path = seg + pe.path
-		} else {
-			pe.path = seg + "." + pe.path
-		}
+		pe.segs = append(pe.segs, seg)
 		return err
 	}
-	return &pathError{path: seg, err: err}
+	return &pathError{segs: []string{seg}, err: err}
 }

@@ -15,13 +15,107 @@ import (
 	"github.com/google/uuid"
 )
 
-type encoderFunc func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error)
+type encoderFunc func(e *encodeState, b []byte, v reflect.Value) ([]byte, error)
 
 var (
 	bigIntType         = reflect.TypeFor[big.Int]()
 	objectType         = reflect.TypeFor[Object]()
 	classVersionerType = reflect.TypeFor[ClassVersioner]()
 )
+
+// encodeState is the state of one Encode call. It bounds what the encoder
+// accepts to what the decoder reads back, and refuses values that contain
+// themselves, which would otherwise recurse until the stack overflows.
+type encodeState struct {
+	t *Transcoder
+	// depth counts the arrays and objects being written, as the decoder
+	// counts them: a {"_type_": ..., "_data_": ...} wrapper is one.
+	depth int
+	// refs counts the pointers, maps and slices being followed. Past
+	// cycleCheckAfter, seen holds them, to find a value containing itself
+	// (as encoding/json does).
+	refs int
+	seen map[refKey]struct{}
+}
+
+// refKey identifies a pointer, map or slice being encoded.
+type refKey struct {
+	ptr uintptr
+	len int
+	typ reflect.Type
+}
+
+const (
+	// cycleCheckAfter is how many nested pointers, maps and slices are
+	// followed before the encoder starts looking for cycles: values nested
+	// less deeply pay nothing for it.
+	cycleCheckAfter = 1000
+	// maxRefs bounds the pointers, maps and slices followed at once, so that
+	// a long chain of pointers (which adds no nesting to the JSON) cannot
+	// exhaust the stack either.
+	maxRefs = 10 * maxDepth
+)
+
+var encodeStatePool = sync.Pool{New: func() any { return new(encodeState) }}
+
+func (e *encodeState) release() {
+	e.t, e.depth, e.refs = nil, 0, 0
+	if len(e.seen) > 0 {
+		e.seen = nil
+	}
+	encodeStatePool.Put(e)
+}
+
+// encode appends the JSON of x, which may be nil.
+func (e *encodeState) encode(b []byte, x any) ([]byte, error) {
+	if x == nil {
+		return append(b, "null"...), nil
+	}
+	v := reflect.ValueOf(x)
+	return e.t.encoder(v.Type())(e, b, v)
+}
+
+// enter opens an array or object; the caller decrements e.depth when it
+// closes it. It refuses nesting the decoder would refuse.
+func (e *encodeState) enter(typ reflect.Type) error {
+	e.depth++
+	if e.depth > maxDepth {
+		return fmt.Errorf("%w: %v nested deeper than %d arrays and objects, which is more than the decoder reads", ErrUnsupportedType, typ, maxDepth)
+	}
+	return nil
+}
+
+// follow notes that the encoder follows the pointer, map or slice v; the
+// caller calls unfollow with the same key when done. It refuses a value
+// that contains itself.
+func (e *encodeState) follow(v reflect.Value) (refKey, error) {
+	e.refs++
+	if e.refs <= cycleCheckAfter {
+		return refKey{}, nil
+	}
+	if e.refs > maxRefs {
+		return refKey{}, fmt.Errorf("%w: %v: more than %d pointers, maps and slices nested", ErrUnsupportedType, v.Type(), maxRefs)
+	}
+	k := refKey{ptr: v.Pointer(), typ: v.Type()}
+	if v.Kind() == reflect.Slice {
+		k.len = v.Len()
+	}
+	if _, ok := e.seen[k]; ok {
+		return refKey{}, fmt.Errorf("%w: %v value contains itself (a cycle)", ErrUnsupportedType, v.Type())
+	}
+	if e.seen == nil {
+		e.seen = map[refKey]struct{}{}
+	}
+	e.seen[k] = struct{}{}
+	return k, nil
+}
+
+func (e *encodeState) unfollow(k refKey) {
+	if e.refs > cycleCheckAfter {
+		delete(e.seen, k)
+	}
+	e.refs--
+}
 
 func (t *Transcoder) encoder(typ reflect.Type) encoderFunc {
 	if f, ok := t.enc.Load(typ); ok {
@@ -33,9 +127,9 @@ func (t *Transcoder) encoder(typ reflect.Type) encoderFunc {
 		f  encoderFunc
 	)
 	wg.Add(1)
-	fi, loaded := t.enc.LoadOrStore(typ, encoderFunc(func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+	fi, loaded := t.enc.LoadOrStore(typ, encoderFunc(func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 		wg.Wait()
-		return f(t, b, v)
+		return f(e, b, v)
 	}))
 	if loaded {
 		return fi.(encoderFunc)
@@ -47,10 +141,12 @@ func (t *Transcoder) encoder(typ reflect.Type) encoderFunc {
 }
 
 func unsupported(typ reflect.Type, why string) encoderFunc {
-	return func(*Transcoder, []byte, reflect.Value) ([]byte, error) {
+	return func(*encodeState, []byte, reflect.Value) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v%s", ErrUnsupportedType, typ, why)
 	}
 }
+
+func indexSegment(i int) string { return "[" + strconv.Itoa(i) + "]" }
 
 func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	if tr := t.lookupType(typ); tr != nil {
@@ -60,13 +156,13 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	case objectType:
 		return encodeObject
 	case bigIntType:
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			x := v.Addr().Interface().(*big.Int)
 			return x.Append(b, 10), nil
 		}
 	}
 	if typ.Kind() == reflect.Pointer && typ.Elem() == bigIntType {
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.IsNil() {
 				return append(b, "null"...), nil
 			}
@@ -75,27 +171,27 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	}
 	switch typ.Kind() {
 	case reflect.Bool:
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.Bool() {
 				return append(b, "true"...), nil
 			}
 			return append(b, "false"...), nil
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return strconv.AppendInt(b, v.Int(), 10), nil
 		}
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return strconv.AppendUint(b, v.Uint(), 10), nil
 		}
 	case reflect.Float32, reflect.Float64:
 		bits := typ.Bits()
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return appendPyFloat(b, v.Float(), bits), nil
 		}
 	case reflect.String:
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return appendPyString(b, v.String())
 		}
 	case reflect.Struct:
@@ -110,9 +206,16 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	case reflect.Array:
 		elem := t.encoder(typ.Elem())
 		isSlice := typ.Kind() == reflect.Slice
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
-			if isSlice && v.IsNil() {
-				return append(b, "[]"...), nil
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+			if err := e.enter(typ); err != nil {
+				return nil, err
+			}
+			var k refKey
+			if isSlice {
+				var err error
+				if k, err = e.follow(v); err != nil {
+					return nil, err
+				}
 			}
 			b = append(b, '[')
 			var err error
@@ -120,27 +223,39 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				if b, err = elem(t, b, v.Index(i)); err != nil {
-					return nil, err
+				if b, err = elem(e, b, v.Index(i)); err != nil {
+					return nil, atPath(err, indexSegment(i))
 				}
 			}
+			if isSlice {
+				e.unfollow(k)
+			}
+			e.depth--
 			return append(b, ']'), nil
 		}
 	case reflect.Pointer:
 		elem := t.encoder(typ.Elem())
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.IsNil() {
 				return append(b, "null"...), nil
 			}
-			return elem(t, b, v.Elem())
+			k, err := e.follow(v)
+			if err != nil {
+				return nil, err
+			}
+			if b, err = elem(e, b, v.Elem()); err != nil {
+				return nil, err
+			}
+			e.unfollow(k)
+			return b, nil
 		}
 	case reflect.Interface:
-		return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.IsNil() {
 				return append(b, "null"...), nil
 			}
-			e := v.Elem()
-			return t.encoder(e.Type())(t, b, e)
+			x := v.Elem()
+			return e.t.encoder(x.Type())(e, b, x)
 		}
 	}
 	return unsupported(typ, "")
@@ -148,7 +263,10 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 
 func transcodingEncoder(tr *transcoding) encoderFunc {
 	prefix := append(appendPyStringUnchecked([]byte(`{"_type_":`), tr.name), `,"_data_":`...)
-	return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+		if err := e.enter(tr.typ); err != nil {
+			return nil, err
+		}
 		b = append(b, prefix...)
 		var err error
 		switch {
@@ -161,6 +279,7 @@ func transcodingEncoder(tr *transcoding) encoderFunc {
 			}
 			b = append(b, '"')
 			b = appendHex(b, u)
+			e.depth--
 			return append(b, '"', '}'), nil
 		case tr.typ == timeType && tr.name == "datetime_iso":
 			var tm *time.Time
@@ -174,24 +293,32 @@ func transcodingEncoder(tr *transcoding) encoderFunc {
 			if b, err = appendISO(b, *tm); err != nil {
 				return nil, err
 			}
+			e.depth--
 			return append(b, '"', '}'), nil
 		}
 		data, err := tr.encode(v)
 		if err != nil {
 			return nil, fmt.Errorf("%w: transcoding %s of %v: %v", ErrUnsupportedType, tr.name, tr.typ, err)
 		}
-		if b, err = t.AppendEncode(b, data); err != nil {
-			return nil, err
+		if b, err = e.encode(b, data); err != nil {
+			return nil, atPath(err, "_data_")
 		}
+		e.depth--
 		return append(b, '}'), nil
 	}
 }
 
-func encodeObject(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
-	obj := v.Interface().(Object)
+func encodeObject(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	if err := e.enter(objectType); err != nil {
+		return nil, err
+	}
+	k, err := e.follow(v)
+	if err != nil {
+		return nil, err
+	}
 	b = append(b, '{')
-	var err error
-	for i, m := range obj {
+	for i := range v.Len() {
+		m := v.Index(i).Addr().Interface().(*Member)
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -199,10 +326,12 @@ func encodeObject(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
 			return nil, err
 		}
 		b = append(b, ':')
-		if b, err = t.AppendEncode(b, m.Value); err != nil {
-			return nil, err
+		if b, err = e.encode(b, m.Value); err != nil {
+			return nil, atPath(err, m.Key)
 		}
 	}
+	e.unfollow(k)
+	e.depth--
 	return append(b, '}'), nil
 }
 
@@ -220,6 +349,7 @@ type field struct {
 func structFields(typ reflect.Type) []field {
 	var fields []field
 	seen := map[string]bool{}
+	walking := map[reflect.Type]bool{typ: true} // the structs on the walk's path
 	var walk func(typ reflect.Type, index []int)
 	walk = func(typ reflect.Type, index []int) {
 		var embedded []reflect.StructField
@@ -261,7 +391,12 @@ func structFields(typ reflect.Type) []field {
 			if ft.Kind() == reflect.Pointer {
 				ft = ft.Elem()
 			}
+			if walking[ft] {
+				continue // a struct embedding a pointer to itself: its fields are there already
+			}
+			walking[ft] = true
 			walk(ft, append(slices.Clone(index), sf.Index...))
+			delete(walking, ft)
 		}
 	}
 	walk(typ, nil)
@@ -305,7 +440,10 @@ func (t *Transcoder) structEncoder(typ reflect.Type) encoderFunc {
 	if cv := classVersionOf(typ); cv > 1 {
 		suffix = strconv.AppendInt([]byte(`"class_version":`), int64(cv), 10)
 	}
-	return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+		if err := e.enter(typ); err != nil {
+			return nil, err
+		}
 		b = append(b, '{')
 		first := true
 		var err error
@@ -320,8 +458,8 @@ func (t *Transcoder) structEncoder(typ reflect.Type) encoderFunc {
 			}
 			first = false
 			b = append(b, f.key...)
-			if b, err = encs[i](t, b, fv); err != nil {
-				return nil, err
+			if b, err = encs[i](e, b, fv); err != nil {
+				return nil, atPath(err, f.name)
 			}
 		}
 		if suffix != nil {
@@ -330,6 +468,7 @@ func (t *Transcoder) structEncoder(typ reflect.Type) encoderFunc {
 			}
 			b = append(b, suffix...)
 		}
+		e.depth--
 		return append(b, '}'), nil
 	}
 }
@@ -348,9 +487,17 @@ func (t *Transcoder) mapEncoder(typ reflect.Type) encoderFunc {
 		return unsupported(typ, " (map keys must be strings or integers)")
 	}
 	elem := t.encoder(typ.Elem())
-	return func(t *Transcoder, b []byte, v reflect.Value) ([]byte, error) {
+	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+		if err := e.enter(typ); err != nil {
+			return nil, err
+		}
 		if v.Len() == 0 {
+			e.depth--
 			return append(b, "{}"...), nil
+		}
+		ref, err := e.follow(v)
+		if err != nil {
+			return nil, err
 		}
 		type kv struct {
 			k string
@@ -362,19 +509,20 @@ func (t *Transcoder) mapEncoder(typ reflect.Type) encoderFunc {
 		}
 		slices.SortFunc(kvs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
 		b = append(b, '{')
-		var err error
-		for i, e := range kvs {
+		for i, m := range kvs {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			if b, err = appendPyString(b, e.k); err != nil {
+			if b, err = appendPyString(b, m.k); err != nil {
 				return nil, err
 			}
 			b = append(b, ':')
-			if b, err = elem(t, b, e.v); err != nil {
-				return nil, err
+			if b, err = elem(e, b, m.v); err != nil {
+				return nil, atPath(err, m.k)
 			}
 		}
+		e.unfollow(ref)
+		e.depth--
 		return append(b, '}'), nil
 	}
 }

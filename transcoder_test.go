@@ -306,3 +306,74 @@ func FuzzTranscoderDecode(f *testing.F) {
 		_ = tr.Decode(data, &s) // must not panic
 	})
 }
+
+type cyclicNode struct {
+	Name string      `json:"name"`
+	Next *cyclicNode `json:"next"`
+}
+
+// selfEmbedding embeds a pointer to its own type.
+type selfEmbedding struct {
+	*selfEmbedding
+	X int `json:"x"`
+}
+
+// selfEncoding is registered with a transcoding whose Encode returns a value
+// of its own type: encoding it never ends.
+type selfEncoding struct{ N int }
+
+func TestTranscoderRefusesCycles(t *testing.T) {
+	tr := es.NewTranscoder()
+	if err := es.RegisterTranscoding(tr, es.Transcoding[selfEncoding]{Name: "self",
+		Encode: func(s selfEncoding) (any, error) { return s, nil },
+		Decode: func(any) (selfEncoding, error) { return selfEncoding{}, nil }}); err != nil {
+		t.Fatal(err)
+	}
+	node := &cyclicNode{Name: "a"}
+	node.Next = &cyclicNode{Name: "b", Next: node}
+	m := map[string]any{"x": 1}
+	m["self"] = m
+	s := []any{1, nil}
+	s[1] = s
+	var p any
+	p = &p
+	obj := es.Object{{Key: "a", Value: nil}}
+	obj[0].Value = obj
+	for _, c := range []struct {
+		name string
+		v    any
+		want string // in the error
+	}{
+		{"pointer", node, "next.next.next"},
+		{"map", m, "self.self.self"},
+		{"slice", s, "[1][1][1]"},
+		{"pointer to itself", &p, "cycle"},
+		{"Object", obj, "a.a.a"},
+		{"map inside a struct", struct {
+			M map[string]any `json:"m"`
+		}{m}, "m.self.self"},
+		{"transcoding returning its own type", selfEncoding{}, "_data_._data_"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := tr.Encode(c.v)
+			if !errors.Is(err, es.ErrUnsupportedType) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Encode: %v, want ErrUnsupportedType naming %q", err, c.want)
+			}
+			t.Log(err)
+			if len(err.Error()) > 1000 {
+				t.Errorf("error of %d bytes: %.300s...", len(err.Error()), err)
+			}
+		})
+	}
+	// A struct type embedding a pointer to itself has its own fields once.
+	b, err := tr.Encode(selfEmbedding{X: 1, selfEmbedding: &selfEmbedding{X: 2}})
+	if err != nil || string(b) != `{"x":1}` {
+		t.Errorf("self-embedding struct: %s, %v", b, err)
+	}
+	// Shared, acyclic values are fine.
+	shared := &cyclicNode{Name: "s"}
+	b, err = tr.Encode([]any{shared, shared, map[string]any{"a": shared}})
+	if err != nil || string(b) != `[{"name":"s","next":null},{"name":"s","next":null},{"a":{"name":"s","next":null}}]` {
+		t.Errorf("shared value: %s, %v", b, err)
+	}
+}
