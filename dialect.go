@@ -64,6 +64,13 @@ type SingleWriter interface {
 	SingleWriter() bool
 }
 
+// BindLimiter is implemented by dialects whose databases bind a limited
+// number of parameters in one statement; the SQL recorder refuses a
+// MaxRowsPerStatement that would exceed it.
+type BindLimiter interface {
+	MaxBindParameters() int
+}
+
 // Notifier is implemented by dialects of databases that can wake
 // subscribers in other sessions when events commit (PostgreSQL's NOTIFY).
 // The SQL recorder runs NotifyStatement last in every transaction that

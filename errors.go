@@ -83,7 +83,12 @@ func (e *IntegrityError) Error() string {
 	case e.Tracking != nil:
 		what = fmt.Sprintf("tracking record %q %d is not higher than the one recorded", e.Tracking.ApplicationName, e.Tracking.NotificationID)
 	case e.OriginatorID != uuid.Nil:
-		what = fmt.Sprintf("version %d of %s already recorded", e.Version, e.OriginatorID)
+		// What a user acts on: which event, and that someone wrote it first.
+		what = fmt.Sprintf("version %d of aggregate %s is already recorded", e.Version, e.OriginatorID)
+		if e.Table != "" {
+			what += " in " + e.Table
+		}
+		return "eventsourcing: integrity error: " + what + " (another writer saved that version first: reload the aggregate and decide again)"
 	default:
 		what = "an event's originator version was already recorded"
 	}
@@ -110,6 +115,10 @@ type DatabaseError struct {
 	Op    string // what was being done, e.g. "insert events"
 	Table string // the table involved, if any
 	Err   error  // the driver error, or nil
+	// Transient reports that the failure is known to pass (a lost
+	// connection, a lock timeout, a serialization failure, a deadlock, the
+	// server shutting down): see [IsRetryable].
+	Transient bool
 }
 
 func (e *DatabaseError) Error() string {
@@ -132,9 +141,14 @@ func (e *DatabaseError) Is(target error) bool {
 // Unwrap returns the driver error.
 func (e *DatabaseError) Unwrap() error { return e.Err }
 
-// IsRetryable reports whether err is a failure after which the same call may
-// succeed unchanged: a lock timeout or another operational error. Integrity
-// and programming errors are not retryable.
+// IsRetryable reports whether err is a failure after which the same call
+// may succeed unchanged: one known to be transient, such as a lost
+// connection, a lock timeout, a serialization failure, a deadlock or a
+// server shutting down. Integrity, programming and data errors are not
+// retryable, nor are operational errors the dialect does not know to be
+// transient (such as a read-only database), nor a call whose own context
+// ended (it would end again).
 func IsRetryable(err error) bool {
-	return errors.Is(err, ErrOperational) && !errors.Is(err, ErrIntegrity)
+	var de *DatabaseError
+	return errors.As(err, &de) && de.Transient && !errors.Is(err, ErrIntegrity)
 }

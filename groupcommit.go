@@ -2,9 +2,8 @@ package eventsourcing
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,10 +27,11 @@ func (r *SQLRecorder) GroupStats() GroupStats {
 
 // Group commit: concurrent InsertEvents calls on one SQLRecorder are
 // combined into one transaction (one lock, one commit), as bbolt's
-// DB.Batch does. The first caller to find no transaction running becomes
-// the leader: it takes the callers queued (up to MaxGroupSize), commits
-// them together, hands each its own result, and passes leadership to the
-// next queued caller. A caller alone pays no delay.
+// DB.Batch does. A caller that finds no transaction running commits its
+// own call at once, on its own goroutine, paying nothing for grouping.
+// Callers that arrive while a transaction runs queue; when it ends, a
+// committer goroutine takes every queued call (up to MaxGroupSize) into the
+// next transaction, and so on until the queue is empty.
 //
 // In the transaction, all callers' events go into one multi-row INSERT
 // (in caller order, so each gets its own notification IDs), then each
@@ -39,6 +39,20 @@ func (r *SQLRecorder) GroupStats() GroupStats {
 // transaction is rolled back and done again with a savepoint per caller, so
 // that exactly the conflicting callers get ErrIntegrity and the others
 // commit.
+//
+// Contexts: a queued caller whose context ends returns at once, and is left
+// out of the group. The group's transaction waits for the append lock
+// until it has it or every one of its callers has given up (then it rolls
+// back). Once the lock is held, the calls still live are claimed: from then
+// on their callers wait for the group's outcome, which is at most an
+// INSERT and a COMMIT away.
+
+// call states
+const (
+	callQueued    int32 = iota // waiting for a transaction
+	callClaimed                // its rows are being written: it gets the transaction's outcome
+	callAbandoned              // its caller gave up first: nothing of it is written
+)
 
 type groupCall struct {
 	ctx      context.Context
@@ -46,8 +60,15 @@ type groupCall struct {
 	tracking *Tracking
 	ids      []int64
 	err      error
-	// wake receives false when the call is done, true when it must lead.
-	wake chan bool
+	state    atomic.Int32
+	grp      *group        // the group that took it, under groupCommitter.mu
+	done     chan struct{} // closed when ids and err are set
+}
+
+// group is one transaction's calls, cancelled when all of them give up.
+type group struct {
+	live   int // calls not abandoned, under groupCommitter.mu
+	cancel context.CancelFunc
 }
 
 type groupCommitter struct {
@@ -55,35 +76,82 @@ type groupCommitter struct {
 
 	mu       sync.Mutex
 	queue    []*groupCall
-	leading  bool
+	busy     bool // a transaction is running or about to
 	maxSize  int
 	maxDelay time.Duration
 }
 
-// insertGrouped queues a call and waits for its result, leading the group
-// when it is its turn.
+// insertGrouped commits a call alone if no transaction is running, or
+// queues it for the committer and waits for its outcome or its context.
 func (r *SQLRecorder) insertGrouped(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	g := r.group
-	c := &groupCall{ctx: ctx, events: events, tracking: tracking, wake: make(chan bool, 1)}
+	c := &groupCall{ctx: ctx, events: events, tracking: tracking}
 	g.mu.Lock()
+	if !g.busy && g.maxDelay == 0 {
+		g.busy = true
+		g.mu.Unlock()
+		g.groups.Add(1)
+		g.calls.Add(1)
+		r.commitAlone(c)
+		r.handOff()
+		return c.ids, c.err
+	}
+	c.done = make(chan struct{})
 	g.queue = append(g.queue, c)
-	lead := !g.leading
-	if lead {
-		g.leading = true
-	}
+	start := !g.busy
+	g.busy = true
 	g.mu.Unlock()
-	if !lead {
-		lead = <-c.wake
+	if start {
+		go r.runGroups()
 	}
-	if lead {
-		r.lead(c)
+	select {
+	case <-c.done:
+		return c.ids, c.err
+	case <-ctx.Done():
 	}
+	if g.abandon(c) {
+		return nil, r.ctxError(ctx, "insert events")
+	}
+	<-c.done
 	return c.ids, c.err
 }
 
-// lead commits groups until the leader's own call is done, then passes
-// leadership to the first queued call, if any.
-func (r *SQLRecorder) lead(self *groupCall) {
+// handOff starts the committer for calls that queued while a caller
+// committed alone, or marks the recorder idle.
+func (r *SQLRecorder) handOff() {
+	g := r.group
+	g.mu.Lock()
+	if len(g.queue) == 0 {
+		g.busy = false
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	go r.runGroups()
+}
+
+// abandon takes a call whose context ended out of its group, if its rows
+// are not being written yet, and reports whether it did.
+func (g *groupCommitter) abandon(c *groupCall) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !c.state.CompareAndSwap(callQueued, callAbandoned) {
+		return false
+	}
+	if c.grp == nil {
+		if i := slices.Index(g.queue, c); i >= 0 {
+			g.queue = slices.Delete(g.queue, i, i+1)
+		}
+		return true
+	}
+	if c.grp.live--; c.grp.live == 0 {
+		c.grp.cancel()
+	}
+	return true
+}
+
+// runGroups commits queued calls, a group at a time, until none is left.
+func (r *SQLRecorder) runGroups() {
 	g := r.group
 	for {
 		if g.maxDelay > 0 {
@@ -95,162 +163,64 @@ func (r *SQLRecorder) lead(self *groupCall) {
 			}
 		}
 		g.mu.Lock()
+		if len(g.queue) == 0 {
+			g.busy = false
+			g.mu.Unlock()
+			return
+		}
 		n := min(len(g.queue), g.maxSize)
-		batch := g.queue[:n:n]
-		g.queue = g.queue[n:]
-		g.mu.Unlock()
-		r.commitGroup(batch)
-		selfDone := false
+		batch := slices.Clone(g.queue[:n])
+		g.queue = slices.Delete(g.queue, 0, n)
+		grp := &group{live: n}
+		ctx, cancel := context.WithCancel(context.WithoutCancel(batch[0].ctx))
+		grp.cancel = cancel
 		for _, c := range batch {
-			if c == self {
-				selfDone = true
-			} else {
-				c.wake <- false
-			}
+			c.grp = grp
 		}
-		if selfDone {
-			break
+		g.mu.Unlock()
+		r.commitGroup(ctx, batch)
+		cancel()
+		for _, c := range batch {
+			close(c.done)
 		}
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.queue) == 0 {
-		g.leading = false
-		return
-	}
-	g.queue[0].wake <- true
 }
 
-// commitGroup writes a group's calls, setting each call's ids or err.
-func (r *SQLRecorder) commitGroup(batch []*groupCall) {
-	live := batch[:0:0]
+// commitGroup writes a group's calls, setting each claimed call's ids or
+// err. ctx is cancelled when every call has been abandoned.
+func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) {
+	ctx, disarm, release := cancelUntil(gctx)
+	defer release()
+	err := r.writeTx(ctx, disarm, batch, false)
+	claimed := batch[:0:0]
 	for _, c := range batch {
-		if err := c.ctx.Err(); err != nil {
-			c.err = &DatabaseError{Kind: ErrOperational, Op: "insert events", Table: r.events.String(), Err: err}
-			continue
+		if c.state.Load() == callClaimed {
+			claimed = append(claimed, c)
 		}
-		live = append(live, c)
 	}
-	if len(live) == 0 {
+	if len(claimed) > 0 {
+		r.group.groups.Add(1)
+		r.group.calls.Add(int64(len(claimed)))
+	}
+	switch {
+	case err == nil || errors.Is(err, errAbandoned):
 		return
-	}
-	r.group.groups.Add(1)
-	r.group.calls.Add(int64(len(live)))
-	// The group's transaction is not cancelled with any one caller's
-	// context: a caller whose context ends while its group commits gets the
-	// group's outcome.
-	ctx := context.WithoutCancel(live[0].ctx)
-	if len(live) == 1 {
-		c := live[0]
-		c.err = r.inTx(ctx, func(tx *sql.Tx) error {
-			var err error
-			c.ids, err = r.insertInTx(ctx, tx, c.events, c.tracking)
-			return err
-		})
-		if c.err != nil {
-			c.ids, c.err = nil, r.dbError(c.ctx, "insert events", r.events, c.err)
-		} else {
-			r.commits.broadcast()
+	case len(claimed) > 1 && errors.Is(err, ErrIntegrity):
+		// Someone conflicted: redo with a savepoint per caller. Every call
+		// is claimed, so nothing cancels this transaction.
+		for _, c := range claimed {
+			c.ids, c.err = nil, nil
 		}
-		return
-	}
-	err := r.inTx(ctx, func(tx *sql.Tx) error { return r.insertCombined(ctx, tx, live) })
-	if err == nil {
-		r.commits.broadcast()
-		return
-	}
-	if !errors.Is(err, ErrIntegrity) {
-		for _, c := range live {
-			c.ids, c.err = nil, r.dbError(c.ctx, "insert events", r.events, err)
-		}
-		return
-	}
-	// Someone conflicted: redo with a savepoint per caller.
-	for _, c := range live {
-		c.ids, c.err = nil, nil
-	}
-	err = r.inTx(ctx, func(tx *sql.Tx) error { return r.insertSavepoints(ctx, tx, live) })
-	if err == nil {
-		r.commits.broadcast()
-	} else {
-		for _, c := range live {
-			if c.err == nil || !errors.Is(c.err, ErrIntegrity) {
-				c.ids, c.err = nil, r.dbError(c.ctx, "insert events", r.events, err)
-			}
+		err = r.writeTx(ctx, func() bool { return true }, claimed, true)
+		if err == nil {
+			return
 		}
 	}
-}
-
-// insertCombined inserts every call's events with one statement (or a few)
-// and then their tracking records.
-func (r *SQLRecorder) insertCombined(ctx context.Context, tx *sql.Tx, calls []*groupCall) error {
-	n := 0
-	for _, c := range calls {
-		n += len(c.events)
-	}
-	all := make([]StoredEvent, 0, n)
-	for _, c := range calls {
-		all = append(all, c.events...)
-	}
-	if err := r.lockForAppend(ctx, tx, n); err != nil {
-		return err
-	}
-	ids, err := r.insertRows(ctx, tx, all)
-	if err != nil {
-		return err
-	}
-	for _, c := range calls {
-		if ids != nil {
-			c.ids, ids = ids[:len(c.events):len(c.events)], ids[len(c.events):]
-		}
-		if c.tracking != nil {
-			if err := r.insertTracking(ctx, tx, *c.tracking); err != nil {
-				return err
-			}
+	for _, c := range claimed {
+		if c.err == nil || !errors.Is(c.err, ErrIntegrity) {
+			c.ids, c.err = nil, r.callError(c, err)
 		}
 	}
-	return r.notify(ctx, tx, n)
-}
-
-// insertSavepoints inserts each call under its own savepoint, rolling back
-// to it on an integrity error, which becomes that call's error.
-func (r *SQLRecorder) insertSavepoints(ctx context.Context, tx *sql.Tx, calls []*groupCall) error {
-	n := 0
-	for _, c := range calls {
-		n += len(c.events)
-	}
-	if err := r.lockForAppend(ctx, tx, n); err != nil {
-		return err
-	}
-	for i, c := range calls {
-		sp := fmt.Sprintf("es_call_%d", i)
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
-			return err
-		}
-		ids, err := r.insertRows(ctx, tx, c.events)
-		if err == nil && c.tracking != nil {
-			err = r.insertTracking(ctx, tx, *c.tracking)
-		}
-		if err != nil {
-			if !errors.Is(err, ErrIntegrity) {
-				return err
-			}
-			c.err = err
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
-				return err
-			}
-			continue
-		}
-		c.ids = ids
-		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); err != nil {
-			return err
-		}
-	}
-	inserted := 0
-	for _, c := range calls {
-		if c.err == nil {
-			inserted += len(c.events)
-		}
-	}
-	return r.notify(ctx, tx, inserted)
+	// Calls that were never claimed were abandoned: their callers have
+	// returned already.
 }

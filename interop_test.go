@@ -260,7 +260,7 @@ func TestInteropReadSQLite(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkStore(t, rec, mapper, file, events)
-			snaps, err := es.NewSQLRecorder(ctx, db, sqlite.Dialect{}, &es.SQLOptions{Snapshots: true})
+			snaps, err := es.NewSQLSnapshotRecorder(ctx, db, sqlite.Dialect{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -388,7 +388,7 @@ func TestInteropReadPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkStore(t, rec, mapper, pg, manifestEvents(t, m))
-	snaps, err := es.NewSQLRecorder(ctx, db, postgres.Dialect{}, &es.SQLOptions{AppName: "BankAccounts", Schema: schema, Snapshots: true})
+	snaps, err := es.NewSQLSnapshotRecorder(ctx, db, postgres.Dialect{}, &es.SQLOptions{AppName: "BankAccounts", Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,10 +570,10 @@ func TestInteropRoundTrip(t *testing.T) {
 	for _, raw := range plain["stored_events"].([]any) {
 		order = append(order, events[asMap(raw)["event"].(string)])
 	}
-	write := func(t *testing.T, db *sql.DB, d es.Dialect, schema string) (*es.SQLRecorder, *es.SQLRecorder) {
+	write := func(t *testing.T, db *sql.DB, d es.Dialect, schema string) (*es.SQLRecorder, *es.SQLSnapshotRecorder) {
 		mapper, snapStore, _ := interopMappers(t, nil)
 		rec := newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "BankAccounts", MultiRowTracking: true})
-		snaps := newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "BankAccounts", Snapshots: true})
+		snaps := newSQLSnapshotRecorder(t, db, d, schema, es.SQLOptions{AppName: "BankAccounts"})
 		for i, me := range order {
 			se, err := mapper.ToStoredEvent(buildEvent(t, me).(Account))
 			if err != nil {

@@ -53,6 +53,11 @@ func (r *MemoryRecorder) InsertEvents(ctx context.Context, events []StoredEvent,
 	if err := ctxErr(ctx, "insert events"); err != nil {
 		return nil, err
 	}
+	if tracking != nil {
+		if err := checkTrackingName(tracking.ApplicationName); err != nil {
+			return nil, err
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if tracking != nil {
@@ -206,6 +211,9 @@ func (r *MemoryRecorder) MaxNotificationID(ctx context.Context) (int64, error) {
 // upstream application, or 0.
 func (r *MemoryRecorder) MaxTrackingID(ctx context.Context, applicationName string) (int64, error) {
 	if err := ctxErr(ctx, "max tracking id"); err != nil {
+		return 0, err
+	}
+	if err := checkTrackingName(applicationName); err != nil {
 		return 0, err
 	}
 	r.mu.RLock()

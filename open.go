@@ -50,8 +50,7 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	opts.Snapshots = true
-	snapshots, err := NewSQLRecorder(ctx, db, d, &opts)
+	snapshots, err := NewSQLSnapshotRecorder(ctx, db, d, &opts)
 	if err != nil {
 		db.Close()
 		return nil, err

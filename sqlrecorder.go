@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,16 +19,14 @@ type SQLOptions struct {
 	// AppName names the application; the default table names derive from
 	// it as the Python library's do (Postgres: bankaccounts_events).
 	AppName string
-	// Table overrides the events (or snapshots) table name.
+	// Table overrides the events table name (the snapshots table name,
+	// for NewSQLSnapshotRecorder).
 	Table string
 	// TrackingTable overrides the tracking table name.
 	TrackingTable string
 	// Schema is the schema of the tables (Postgres); empty means the
 	// default search path.
 	Schema string
-	// Snapshots makes the recorder an aggregate recorder on a snapshots
-	// table: no notification IDs and no tracking.
-	Snapshots bool
 	// MultiRowTracking keeps one tracking row per processed notification
 	// (Python eventsourcing before 9.5, and the tables in its interop
 	// vectors) instead of one row per upstream application.
@@ -39,7 +36,8 @@ type SQLOptions struct {
 	LockTimeout time.Duration
 	// MaxRowsPerStatement caps the rows of one multi-row INSERT; bigger
 	// batches use several statements in the same transaction. Zero means
-	// 1000.
+	// 1000. It may not exceed what the dialect can bind in one statement
+	// (PostgreSQL: 16383 rows of 4 parameters; SQLite: 8191).
 	MaxRowsPerStatement int
 	// MaxGroupSize is how many concurrent InsertEvents calls group commit
 	// may combine into one transaction. Zero means 100; 1 turns group
@@ -58,8 +56,13 @@ type SQLOptions struct {
 
 // SQLRecorder records events in an SQL database through database/sql and a
 // [Dialect]. It is a [ProcessRecorder] on an events table and a tracking
-// table, or, with SQLOptions.Snapshots, an [AggregateRecorder] on a
-// snapshots table. It is safe for concurrent use.
+// table ([SQLSnapshotRecorder] records snapshots). It is safe for
+// concurrent use.
+//
+// One database per application: the Python library's SQLite tables have
+// fixed names (stored_events, tracking), so two applications opened on one
+// SQLite file would share one notification log. Give each application its
+// own SQLite file (on PostgreSQL, tables are named after the application).
 type SQLRecorder struct {
 	db        *sql.DB
 	d         Dialect
@@ -69,7 +72,7 @@ type SQLRecorder struct {
 	multiRow  bool
 	lockTO    time.Duration
 	maxRows   int
-	writeMu   *sync.Mutex // for single-writer databases
+	writeMu   chan struct{} // a one-slot semaphore, for single-writer databases
 	group     *groupCommitter
 
 	qEvents     string // quoted table names
@@ -77,6 +80,7 @@ type SQLRecorder struct {
 	nid         string
 	insertSQL   sync.Map // rows -> string
 	selectSQL   sync.Map // query shape -> string
+	lockSQL     []string     // begin each insert transaction
 	notifySQL   string       // run last in each insert transaction, if not ""
 	commits     commitSignal // broadcast after each commit of events or tracking
 	maxNotifSQL string
@@ -92,12 +96,19 @@ var _ ProcessRecorder = (*SQLRecorder)(nil)
 // configured one (single or multi-row). It does not create tables: call
 // CreateTables.
 func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions) (*SQLRecorder, error) {
+	return newSQLRecorder(ctx, db, d, opts, false)
+}
+
+func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions, snapshotsTable bool) (*SQLRecorder, error) {
 	var o SQLOptions
 	if opts != nil {
 		o = *opts
 	}
+	if d == nil {
+		return nil, fmt.Errorf("%w: nil Dialect", ErrProgramming)
+	}
 	events, snapshots, tracking := d.DefaultTables(o.AppName)
-	if o.Snapshots {
+	if snapshotsTable {
 		events = snapshots
 	}
 	if o.Table != "" {
@@ -123,18 +134,25 @@ func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	if o.MaxRowsPerStatement <= 0 {
 		o.MaxRowsPerStatement = 1000
 	}
+	if bl, ok := d.(BindLimiter); ok && 4*o.MaxRowsPerStatement > bl.MaxBindParameters() {
+		return nil, fmt.Errorf("%w: MaxRowsPerStatement %d: %s binds at most %d parameters in a statement, 4 per row: at most %d rows",
+			ErrProgramming, o.MaxRowsPerStatement, d.Name(), bl.MaxBindParameters(), bl.MaxBindParameters()/4)
+	}
+	if o.LockTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative LockTimeout %v", ErrProgramming, o.LockTimeout)
+	}
 	r := &SQLRecorder{
 		db: db, d: d,
 		events:    Table{o.Schema, events},
 		tracking:  Table{o.Schema, tracking},
-		snapshots: o.Snapshots,
+		snapshots: snapshotsTable,
 		multiRow:  o.MultiRowTracking,
 		lockTO:    o.LockTimeout,
 		maxRows:   o.MaxRowsPerStatement,
 		nid:       d.NotificationIDColumn(),
 	}
 	if sw, ok := d.(SingleWriter); ok && sw.SingleWriter() {
-		r.writeMu = new(sync.Mutex)
+		r.writeMu = make(chan struct{}, 1)
 	}
 	if o.MaxGroupSize == 0 {
 		o.MaxGroupSize = 100
@@ -145,6 +163,7 @@ func NewSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	if n, ok := d.(Notifier); ok && !r.snapshots && !o.NoNotify {
 		r.notifySQL = n.NotifyStatement(r.events)
 	}
+	r.lockSQL = d.LockForAppend(r.events, r.lockTO)
 	r.qEvents = r.events.Quote(d)
 	r.qTracking = r.tracking.Quote(d)
 	r.maxNotifSQL = "SELECT MAX(" + r.nid + ") FROM " + r.qEvents
@@ -195,17 +214,32 @@ func (r *SQLRecorder) checkTracking(ctx context.Context) error {
 	return nil
 }
 
-// CreateTables creates the recorder's tables if they do not exist. It is
-// idempotent.
+// CreateTables creates the recorder's tables if they do not exist, in one
+// transaction (on PostgreSQL under an advisory lock, so that processes
+// creating the same tables at once do not collide). A single-row tracking
+// table gets the row ("__migration__", 1) that the Python library (9.5)
+// writes when it creates one, so that Python treats the table as its own.
+// It is idempotent.
 func (r *SQLRecorder) CreateTables(ctx context.Context) error {
 	stmts := r.d.CreateEventsTable(r.events, !r.snapshots)
 	if !r.snapshots {
 		stmts = append(stmts, r.d.CreateTrackingTable(r.tracking, !r.multiRow)...)
-	}
-	for _, s := range stmts {
-		if _, err := r.db.ExecContext(ctx, s); err != nil {
-			return r.dbError(ctx, "create tables", r.events, err)
+		if !r.multiRow {
+			stmts = append(stmts, "INSERT INTO "+r.qTracking+" (application_name, notification_id) VALUES ('"+MigrationTrackingName+"', 1) ON CONFLICT (application_name) DO NOTHING")
 		}
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return r.dbError(ctx, "create tables", r.events, err)
+	}
+	defer tx.Rollback()
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return r.ddlError(ctx, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return r.ddlError(ctx, err)
 	}
 	if !r.snapshots {
 		return r.checkTracking(ctx)
@@ -213,233 +247,26 @@ func (r *SQLRecorder) CreateTables(ctx context.Context) error {
 	return nil
 }
 
-// dbError wraps a driver error as a *DatabaseError (or *IntegrityError)
-// of the kind the dialect classifies it as. A cancelled or expired context
-// is ErrOperational.
-func (r *SQLRecorder) dbError(ctx context.Context, op string, t Table, err error) error {
-	var ie *IntegrityError
-	var de *DatabaseError
-	if errors.As(err, &ie) || errors.As(err, &de) {
-		return err
+// ddlError classifies an error creating tables: a unique violation there
+// is a collision in the database's catalog with another session creating
+// the same table, not a conflict between events, and is worth retrying.
+func (r *SQLRecorder) ddlError(ctx context.Context, err error) error {
+	if ctx.Err() == nil && r.d.Classify(err) == ErrIntegrity {
+		return &DatabaseError{Kind: ErrOperational, Op: "create tables", Table: r.events.String(), Err: err, Transient: true}
 	}
-	kind := r.d.Classify(err)
-	if ctx.Err() != nil && kind != ErrIntegrity {
-		return &DatabaseError{Kind: ErrOperational, Op: op, Table: t.String(), Err: errors.Join(ctx.Err(), err)}
-	}
-	switch kind {
-	case ErrIntegrity:
-		return &IntegrityError{Table: t.String(), Err: err}
-	case nil:
-		kind = ErrOperational // connection failures and unknown driver errors
-	}
-	return &DatabaseError{Kind: kind, Op: op, Table: t.String(), Err: err}
+	return r.dbError(ctx, "create tables", r.events, err)
 }
 
-// inTx runs fn in a transaction, committing if it returns nil and rolling
-// back if it returns an error or panics.
-func (r *SQLRecorder) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	tx, err := r.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			tx.Rollback()
-			panic(p)
-		}
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
-	if err = fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
+// MigrationTrackingName is the application name of the row the Python
+// library (9.5) keeps in a single-row tracking table to mark it migrated.
+// It is not an application: recording or asking for its tracking records is
+// ErrProgramming.
+const MigrationTrackingName = "__migration__"
 
-// InsertEvents records the events and, if tracking is not nil, the tracking
-// record in one transaction, returning the events' notification IDs (nil for
-// a snapshots recorder). A duplicate (originator ID, version) or a tracking
-// ID that is not higher than the last recorded is an *[IntegrityError];
-// nothing of the batch is written on any error.
-func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
-	if tracking != nil && r.snapshots {
-		return nil, &DatabaseError{Kind: ErrProgramming, Op: "insert events", Table: r.events.String(), Err: errors.New("a snapshots recorder keeps no tracking records")}
-	}
-	if len(events) == 0 && tracking == nil {
-		return nil, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, &DatabaseError{Kind: ErrOperational, Op: "insert events", Table: r.events.String(), Err: err}
-	}
-	if r.group != nil {
-		return r.insertGrouped(ctx, events, tracking)
-	}
-	if r.writeMu != nil {
-		r.writeMu.Lock()
-		defer r.writeMu.Unlock()
-	}
-	var ids []int64
-	err := r.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		ids, err = r.insertInTx(ctx, tx, events, tracking)
-		return err
-	})
-	if err != nil {
-		return nil, r.dbError(ctx, "insert events", r.events, err)
-	}
-	r.commits.broadcast()
-	return ids, nil
-}
-
-// notify runs the dialect's notify statement, last in a transaction that
-// inserted n events.
-func (r *SQLRecorder) notify(ctx context.Context, tx *sql.Tx, n int) error {
-	if r.notifySQL == "" || n == 0 {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, r.notifySQL); err != nil {
-		return r.dbError(ctx, "notify", r.events, err)
-	}
-	return nil
-}
-
-// insertInTx takes the append lock and inserts one caller's events and
-// tracking record.
-func (r *SQLRecorder) insertInTx(ctx context.Context, tx *sql.Tx, events []StoredEvent, tracking *Tracking) ([]int64, error) {
-	if err := r.lockForAppend(ctx, tx, len(events)); err != nil {
-		return nil, err
-	}
-	ids, err := r.insertRows(ctx, tx, events)
-	if err != nil {
-		return nil, err
-	}
-	if tracking != nil {
-		if err := r.insertTracking(ctx, tx, *tracking); err != nil {
-			return nil, err
-		}
-	}
-	if err := r.notify(ctx, tx, len(events)); err != nil {
-		return nil, err
-	}
-	return ids, nil
-}
-
-// lockForAppend takes the dialect's append lock before n events are
-// inserted.
-func (r *SQLRecorder) lockForAppend(ctx context.Context, tx *sql.Tx, n int) error {
-	if r.snapshots || n == 0 {
-		return nil
-	}
-	for _, s := range r.d.LockForAppend(r.events, r.lockTO) {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return r.dbError(ctx, "lock events table", r.events, err)
-		}
-	}
-	return nil
-}
-
-func (r *SQLRecorder) insertStatement(rows int) string {
-	if s, ok := r.insertSQL.Load(rows); ok {
-		return s.(string)
-	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO ")
-	b.WriteString(r.qEvents)
-	b.WriteString(" (originator_id, originator_version, topic, state) VALUES ")
-	for i := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		p := 4*i + 1
-		b.WriteString("(" + r.d.Placeholder(p) + "," + r.d.Placeholder(p+1) + "," + r.d.Placeholder(p+2) + "," + r.d.Placeholder(p+3) + ")")
-	}
-	if !r.snapshots {
-		b.WriteString(" RETURNING ")
-		b.WriteString(r.nid)
-	}
-	s := b.String()
-	r.insertSQL.Store(rows, s)
-	return s
-}
-
-// insertRows inserts events with multi-row INSERT statements and returns
-// their notification IDs in order. IDs are assigned in row order under the
-// append lock, so sorting what RETURNING gives restores the order.
-func (r *SQLRecorder) insertRows(ctx context.Context, tx *sql.Tx, events []StoredEvent) ([]int64, error) {
-	var ids []int64
-	if !r.snapshots {
-		ids = make([]int64, 0, len(events))
-	}
-	args := make([]any, 0, 4*min(len(events), r.maxRows))
-	for len(events) > 0 {
-		chunk := events[:min(len(events), r.maxRows)]
-		events = events[len(chunk):]
-		args = args[:0]
-		for _, e := range chunk {
-			state := e.State
-			if state == nil {
-				state = []byte{}
-			}
-			args = append(args, r.d.UUIDArg(e.OriginatorID), e.OriginatorVersion, e.Topic, state)
-		}
-		q := r.insertStatement(len(chunk))
-		if r.snapshots {
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return nil, r.dbError(ctx, "insert events", r.events, err)
-			}
-			continue
-		}
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, r.dbError(ctx, "insert events", r.events, err)
-		}
-		start := len(ids)
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, r.dbError(ctx, "insert events", r.events, err)
-			}
-			ids = append(ids, id)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, r.dbError(ctx, "insert events", r.events, err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, r.dbError(ctx, "insert events", r.events, err)
-		}
-		if len(ids)-start != len(chunk) {
-			return nil, &DatabaseError{Kind: ErrOperational, Op: "insert events", Table: r.events.String(),
-				Err: fmt.Errorf("%d notification IDs returned for %d rows", len(ids)-start, len(chunk))}
-		}
-		slices.Sort(ids[start:])
-	}
-	return ids, nil
-}
-
-func (r *SQLRecorder) insertTracking(ctx context.Context, tx *sql.Tx, t Tracking) error {
-	conflict := func(err error) error {
-		return &IntegrityError{Table: r.tracking.String(), Tracking: &t, Err: err}
-	}
-	if r.multiRow {
-		var last sql.NullInt64
-		if err := tx.QueryRowContext(ctx, r.maxTrackSQL, t.ApplicationName).Scan(&last); err != nil {
-			return r.dbError(ctx, "select tracking", r.tracking, err)
-		}
-		if last.Valid && t.NotificationID <= last.Int64 {
-			return conflict(fmt.Errorf("last tracked notification of %q is %d", t.ApplicationName, last.Int64))
-		}
-	}
-	res, err := tx.ExecContext(ctx, r.trackSQL, t.ApplicationName, t.NotificationID)
-	if err != nil {
-		if r.d.Classify(err) == ErrIntegrity {
-			return conflict(err)
-		}
-		return r.dbError(ctx, "insert tracking", r.tracking, err)
-	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return conflict(nil)
+// checkTrackingName refuses the reserved application name.
+func checkTrackingName(app string) error {
+	if app == MigrationTrackingName {
+		return fmt.Errorf("%w: application name %q is reserved for the tracking table's migration row", ErrProgramming, app)
 	}
 	return nil
 }
@@ -602,6 +429,9 @@ func (r *SQLRecorder) MaxNotificationID(ctx context.Context) (int64, error) {
 // MaxTrackingID returns the highest notification ID tracked for the
 // upstream application, or 0.
 func (r *SQLRecorder) MaxTrackingID(ctx context.Context, applicationName string) (int64, error) {
+	if err := checkTrackingName(applicationName); err != nil {
+		return 0, err
+	}
 	var n sql.NullInt64
 	if err := r.db.QueryRowContext(ctx, r.maxTrackSQL, applicationName).Scan(&n); err != nil {
 		return 0, r.dbError(ctx, "max tracking id", r.tracking, err)
@@ -612,6 +442,9 @@ func (r *SQLRecorder) MaxTrackingID(ctx context.Context, applicationName string)
 // HasTrackingID reports whether the upstream notification was processed:
 // its ID is at or below the highest tracked for the application.
 func (r *SQLRecorder) HasTrackingID(ctx context.Context, applicationName string, notificationID int64) (bool, error) {
+	if err := checkTrackingName(applicationName); err != nil {
+		return false, err
+	}
 	var n sql.NullInt64
 	if err := r.db.QueryRowContext(ctx, r.maxTrackSQL, applicationName).Scan(&n); err != nil {
 		return false, r.dbError(ctx, "has tracking id", r.tracking, err)

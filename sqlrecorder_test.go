@@ -73,6 +73,19 @@ func newSQLRecorder(t *testing.T, db *sql.DB, d es.Dialect, schema string, opts 
 	return r
 }
 
+func newSQLSnapshotRecorder(t *testing.T, db *sql.DB, d es.Dialect, schema string, opts es.SQLOptions) *es.SQLSnapshotRecorder {
+	t.Helper()
+	opts.Schema = schema
+	r, err := es.NewSQLSnapshotRecorder(context.Background(), db, d, &opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CreateTables(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func TestSQLRecorderConformance(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -124,7 +137,7 @@ func TestSQLSnapshotsConformance(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			db, d, schema := b.open(t)
 			recordertest.RunAggregate(t, func(t *testing.T) es.AggregateRecorder {
-				return newSQLRecorder(t, db, d, schema, es.SQLOptions{Snapshots: true, Table: pgtestName("snap")})
+				return newSQLSnapshotRecorder(t, db, d, schema, es.SQLOptions{Table: pgtestName("snap")})
 			})
 		})
 	}

@@ -16,6 +16,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -91,7 +92,7 @@ func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
 	case idle < 0:
 		idle = 0
 	}
-	cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
+	cc.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(ceilMillis(idle), 10)
 	var opts []stdlib.OptionOpenDB
 	if c.PrePing {
 		// Check every connection before reuse; without PrePing, pgx checks
@@ -123,9 +124,30 @@ func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
 type Dialect struct{}
 
 var (
-	_ es.Dialect  = Dialect{}
-	_ es.Notifier = Dialect{}
+	_ es.Dialect             = Dialect{}
+	_ es.Notifier            = Dialect{}
+	_ es.BindLimiter         = Dialect{}
+	_ es.TransientClassifier = Dialect{}
 )
+
+// MaxBindParameters returns 65535, the most parameters the extended query
+// protocol binds in one statement.
+func (Dialect) MaxBindParameters() int { return 65535 }
+
+// ceilMillis returns d in whole milliseconds, rounding up: PostgreSQL
+// reads a timeout of 0 as "no limit", so 0.5 ms must become 1 ms, not 0.
+func ceilMillis(d time.Duration) int64 {
+	ms := d.Milliseconds()
+	if time.Duration(ms)*time.Millisecond < d {
+		ms++
+	}
+	return ms
+}
+
+// ddlLock serialises table creation between sessions: concurrent CREATE
+// TABLE IF NOT EXISTS statements collide in the catalog otherwise. It is a
+// transaction-scoped advisory lock, released at commit.
+const ddlLock = "SELECT pg_advisory_xact_lock(hashtext('eventsourcing: create tables'))"
 
 // Name returns "postgres".
 func (Dialect) Name() string { return es.ModulePostgres }
@@ -158,7 +180,7 @@ func (Dialect) NotificationIDColumn() string { return "notification_id" }
 // CreateEventsTable returns the Python library's DDL (and the schema, if
 // the table has one).
 func (d Dialect) CreateEventsTable(t es.Table, notifications bool) []string {
-	var stmts []string
+	stmts := []string{ddlLock}
 	if t.Schema != "" {
 		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+d.QuoteIdentifier(t.Schema))
 	}
@@ -182,7 +204,7 @@ func (d Dialect) CreateTrackingTable(t es.Table, singleRow bool) []string {
 	if singleRow {
 		key = "application_name"
 	}
-	var stmts []string
+	stmts := []string{ddlLock}
 	if t.Schema != "" {
 		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+d.QuoteIdentifier(t.Schema))
 	}
@@ -203,15 +225,18 @@ func (Dialect) TrackingKeyColumnsQuery(t es.Table) (string, []any) {
 // EXCLUSIVE MODE, as the Python library runs them.
 func (d Dialect) LockForAppend(events es.Table, timeout time.Duration) []string {
 	return []string{
-		"SET LOCAL lock_timeout = '" + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms'",
+		"SET LOCAL lock_timeout = '" + strconv.FormatInt(ceilMillis(timeout), 10) + "ms'",
 		"LOCK TABLE " + events.Quote(d) + " IN EXCLUSIVE MODE",
 	}
 }
 
 // Channel returns the LISTEN/NOTIFY channel of an events table, as the
-// Python library (9.5) names it: the table name, schema-qualified, with
-// "." replaced by "_".
-func Channel(events es.Table) string { return strings.ReplaceAll(events.String(), ".", "_") }
+// Python library (9.5) names it: the table's name with "." replaced by "_"
+// (its channel_name). Python 9.5 keeps the schema apart from the table name
+// (POSTGRES_SCHEMA), so the schema is not part of the channel: tables of
+// the same name in two schemas share a channel, which costs their
+// subscribers a spurious wake-up, never an event.
+func Channel(events es.Table) string { return strings.ReplaceAll(events.Name, ".", "_") }
 
 // NotifyStatement returns NOTIFY on the events table's channel, with no
 // payload, as the Python library (9.5) sends it.
@@ -220,27 +245,53 @@ func (d Dialect) NotifyStatement(events es.Table) string {
 }
 
 // Classify maps PostgreSQL SQLSTATEs and connection failures to the
-// eventsourcing sentinels.
+// eventsourcing sentinels. A unique violation on a system catalog (two
+// sessions creating one table) is operational, not an integrity error.
 func (Dialect) Classify(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "55P03": // lock_not_available
 			return es.ErrLockTimeout
+		case pe.Code == "23505" && strings.HasPrefix(pe.ConstraintName, "pg_"): // catalog collision
+			return es.ErrOperational
 		case strings.HasPrefix(pe.Code, "23"): // integrity_constraint_violation
 			return es.ErrIntegrity
 		case strings.HasPrefix(pe.Code, "22"): // data_exception
 			return es.ErrData
+		case pe.Code == "54000" || pe.Code == "54001": // program_limit_exceeded, statement_too_complex
+			return es.ErrProgramming
 		case strings.HasPrefix(pe.Code, "42"), strings.HasPrefix(pe.Code, "3F"): // syntax, undefined table, invalid schema
 			return es.ErrProgramming
-		case strings.HasPrefix(pe.Code, "25") && pe.Code == "25006": // read_only_sql_transaction
-			return es.ErrOperational
 		}
-		return es.ErrOperational // 08 connection, 40 rollback, 53 resources, 57 operator intervention, ...
+		return es.ErrOperational // 08 connection, 25 read-only, 40 rollback, 53 resources, 57 operator intervention, ...
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || pgconn.Timeout(err) || errors.Is(err, sql.ErrConnDone) {
 		return es.ErrOperational
 	}
 	return nil
+}
+
+// Transient reports the errors after which the same call may succeed:
+// connection failures (class 08, a lost or refused connection), a
+// serialization failure or deadlock (40001, 40P01), lock_not_available
+// (55P03), too many connections (53300), the server shutting down or
+// starting (57P01, 57P02, 57P03), a catalog collision between sessions
+// creating one table, and errors pgx knows were sent before any effect.
+func (Dialect) Transient(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03":
+			return true
+		case "23505":
+			return strings.HasPrefix(pe.ConstraintName, "pg_")
+		}
+		return strings.HasPrefix(pe.Code, "08")
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn)
 }

@@ -49,7 +49,12 @@ func Open(ctx context.Context, dbname string, lockTimeout time.Duration) (*sql.D
 	}
 	q := url.Values{}
 	q.Set("_txlock", "immediate")
-	q.Set("_busy_timeout", fmt.Sprint(lockTimeout.Milliseconds()))
+	// Rounded up: a busy timeout of 0 means "do not wait".
+	ms := lockTimeout.Milliseconds()
+	if time.Duration(ms)*time.Millisecond < lockTimeout {
+		ms++
+	}
+	q.Set("_busy_timeout", fmt.Sprint(ms))
 	memory := dbname == ":memory:" || strings.Contains(dbname, "mode=memory")
 	if !memory {
 		q.Set("_journal_mode", "WAL")
@@ -85,9 +90,28 @@ func Open(ctx context.Context, dbname string, lockTimeout time.Duration) (*sql.D
 type Dialect struct{}
 
 var (
-	_ es.Dialect      = Dialect{}
-	_ es.SingleWriter = Dialect{}
+	_ es.Dialect             = Dialect{}
+	_ es.SingleWriter        = Dialect{}
+	_ es.BindLimiter         = Dialect{}
+	_ es.TransientClassifier = Dialect{}
 )
+
+// MaxBindParameters returns 32766, SQLite's SQLITE_MAX_VARIABLE_NUMBER.
+func (Dialect) MaxBindParameters() int { return 32766 }
+
+// Transient reports the errors after which the same call may succeed: the
+// database was busy or locked by another connection.
+func (Dialect) Transient(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return true
+	}
+	return false
+}
 
 // Name returns "sqlite".
 func (Dialect) Name() string { return es.ModuleSQLite }
