@@ -19,11 +19,14 @@ const (
 	ModulePostgres = "postgres"
 )
 
-// Cipher and compressor topics accepted in CIPHER_TOPIC and
-// COMPRESSOR_TOPIC, as the Python library names them.
+// Topics accepted in CIPHER_TOPIC, COMPRESSOR_TOPIC, TRANSCODER_TOPIC and
+// MAPPER_TOPIC, as the Python library names them. CIPHER_TOPIC also accepts
+// eventsourcing.cryptography:AESCipher, which writes the same bytes.
 const (
 	AESCipherTopic      = "eventsourcing.cipher:AESCipher"
 	ZlibCompressorTopic = "eventsourcing.compressor:ZlibCompressor"
+	JSONTranscoderTopic = "eventsourcing.persistence:JSONTranscoder"
+	MapperTopic         = "eventsourcing.persistence:Mapper"
 )
 
 // Config says where and how an application's events are stored. The zero
@@ -41,7 +44,8 @@ type Config struct {
 	// default they are created if missing (CREATE_TABLE=false sets it).
 	SkipCreateTable bool
 	// CipherKey, if not nil, encrypts stored states with AES-GCM under this
-	// 16, 24 or 32-byte key (CIPHER_TOPIC and CIPHER_KEY).
+	// 16, 24 or 32-byte key (CIPHER_KEY; as in the Python library, a key
+	// turns AES on even without CIPHER_TOPIC).
 	CipherKey []byte
 	// Compress compresses stored states with zlib before encryption
 	// (COMPRESSOR_TOPIC).
@@ -50,6 +54,11 @@ type Config struct {
 	// Python eventsourcing before 9.5 did, instead of one row per upstream
 	// application (SINGLE_ROW_TRACKING=false sets it).
 	MultiRowTracking bool
+	// Snapshotting says that the application takes snapshots
+	// (IS_SNAPSHOTTING_ENABLED). The library takes none by itself, and
+	// [Open] provides a snapshots recorder either way: it is for the
+	// application to read.
+	Snapshotting bool
 	// SQLite configures PersistenceModule ModuleSQLite.
 	SQLite SQLiteConfig
 	// Postgres configures PersistenceModule ModulePostgres.
@@ -127,11 +136,55 @@ const (
 	EnvPostgresSchema     = "POSTGRES_SCHEMA"
 )
 
+// Further environment variables the Python library reads. [LoadConfig]
+// accepts the values it can honour (noted beside each) and returns a
+// *[ConfigError] naming the variable for any other value, rather than
+// ignoring it.
+const (
+	// EnvIsSnapshottingEnabled sets Config.Snapshotting (a boolean).
+	EnvIsSnapshottingEnabled = "IS_SNAPSHOTTING_ENABLED"
+	// EnvInfrastructureFactory and EnvFactoryTopic are the legacy names of
+	// PERSISTENCE_MODULE, read in this order when it is unset or empty;
+	// they take the same values.
+	EnvInfrastructureFactory = "INFRASTRUCTURE_FACTORY"
+	EnvFactoryTopic          = "FACTORY_TOPIC"
+	// EnvTranscoderTopic may only name JSONTranscoderTopic.
+	EnvTranscoderTopic = "TRANSCODER_TOPIC"
+	// EnvMapperTopic may only name MapperTopic.
+	EnvMapperTopic = "MAPPER_TOPIC"
+	// EnvApplicationRecorderTopic, EnvTrackingRecorderTopic and
+	// EnvProcessRecorderTopic may only name the persistence module's own
+	// recorder classes, such as eventsourcing.sqlite:SQLiteProcessRecorder.
+	EnvApplicationRecorderTopic = "APPLICATION_RECORDER_TOPIC"
+	EnvTrackingRecorderTopic    = "TRACKING_RECORDER_TOPIC"
+	EnvProcessRecorderTopic     = "PROCESS_RECORDER_TOPIC"
+	// EnvOriginatorIDType may only be uuid: originator IDs are uuid.UUID.
+	EnvOriginatorIDType = "ORIGINATOR_ID_TYPE"
+	// EnvAggregateCacheMaxSize must be unset or empty: this library keeps
+	// no aggregate cache.
+	EnvAggregateCacheMaxSize = "AGGREGATE_CACHE_MAXSIZE"
+	// EnvAggregateCacheFastforward, EnvAggregateCacheFastforwardSkipping and
+	// EnvDeepcopyFromAggregateCache are booleans that, as in Python, mean
+	// nothing without an aggregate cache.
+	EnvAggregateCacheFastforward         = "AGGREGATE_CACHE_FASTFORWARD"
+	EnvAggregateCacheFastforwardSkipping = "AGGREGATE_CACHE_FASTFORWARD_SKIPPING"
+	EnvDeepcopyFromAggregateCache        = "DEEPCOPY_FROM_AGGREGATE_CACHE"
+	// EnvPostgresEnableDBFunctions may only be false: inserts are plain
+	// statements, not Python's stored functions. Read for postgres only.
+	EnvPostgresEnableDBFunctions = "POSTGRES_ENABLE_DB_FUNCTIONS"
+	// EnvPostgresGetPasswordTopic names a Python function, so it must be
+	// unset or empty (set POSTGRES_PASSWORD). Read for postgres only.
+	EnvPostgresGetPasswordTopic = "POSTGRES_GET_PASSWORD_TOPIC"
+	// EnvPostgresMaxWaiting may only be 0 (no limit on callers waiting for
+	// a connection, as database/sql has none). Read for postgres only.
+	EnvPostgresMaxWaiting = "POSTGRES_MAX_WAITING"
+)
+
 // ConfigError reports an environment variable, or a Config field, whose
 // value is missing or invalid. It matches [ErrProgramming].
 type ConfigError struct {
 	Name   string // the variable as looked up, with its prefix if it had one
-	Value  string // the value found; empty if missing
+	Value  string // the value found; empty if missing, or withheld (CIPHER_KEY)
 	Reason string
 }
 
@@ -148,9 +201,14 @@ func (e *ConfigError) Is(target error) bool { return target == ErrProgramming }
 // LoadConfig reads an application's configuration from environment variables
 // as the Python library does: each variable is looked up first with the
 // upper-cased application name and an underscore as prefix
-// (BANKACCOUNTS_SQLITE_DBNAME), then without. lookup is os.LookupEnv if nil.
-// A missing required variable or an invalid value is a *[ConfigError] that
-// names the variable and the value.
+// (BANKACCOUNTS_SQLITE_DBNAME), then without; a prefixed variable that is
+// set but empty wins over the unprefixed one, as in Python. lookup is
+// os.LookupEnv if nil. Every variable the Python library reads is either
+// used (the Env constants) or checked: a missing required variable, an
+// invalid value, or a value this library cannot honour (a TRANSCODER_TOPIC
+// other than the JSON transcoder, ORIGINATOR_ID_TYPE=text, ...) is a
+// *[ConfigError] that names the variable and the value. Empty values mean
+// the default, as in Python.
 func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
@@ -158,15 +216,27 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 	env := environment{name: name, lookup: lookup}
 	cfg := &Config{Name: name}
 
-	if v, key, ok := env.get(EnvPersistenceModule); ok {
+	cfg.PersistenceModule = ModuleMemory
+	for _, k := range []string{EnvPersistenceModule, EnvInfrastructureFactory, EnvFactoryTopic} {
+		v, key, _ := env.get(k)
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
 		m, err := parseModule(v)
 		if err != nil {
 			return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
 		}
 		cfg.PersistenceModule = m
-	} else {
-		cfg.PersistenceModule = ModuleMemory
+		break
 	}
+	if err := env.unsupported(cfg.PersistenceModule); err != nil {
+		return nil, err
+	}
+	snapshotting, err := env.boolean(EnvIsSnapshottingEnabled, false)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Snapshotting = snapshotting
 	create, err := env.boolean(EnvCreateTable, true)
 	if err != nil {
 		return nil, err
@@ -178,24 +248,34 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 	}
 	cfg.MultiRowTracking = !single
 
-	if v, key, ok := env.get(EnvCipherTopic); ok {
-		if v != AESCipherTopic && v != "AESCipher" && v != "aes" {
-			return nil, &ConfigError{Name: key, Value: v, Reason: "unknown cipher topic (want " + AESCipherTopic + ")"}
+	// As in Python: a CIPHER_KEY without a CIPHER_TOPIC means AES.
+	topic, key, _ := env.get(EnvCipherTopic)
+	kv, kkey, kok := env.get(EnvCipherKey)
+	if topic != "" {
+		switch topic {
+		case AESCipherTopic, "eventsourcing.cryptography:AESCipher", "AESCipher", "aes":
+		default:
+			return nil, &ConfigError{Name: key, Value: topic, Reason: "unknown cipher topic (want " + AESCipherTopic + ")"}
 		}
-		kv, kkey, ok := env.get(EnvCipherKey)
-		if !ok {
+		if !kok {
 			return nil, &ConfigError{Name: kkey, Reason: "not set, but " + key + " is: give the base64 AES key"}
 		}
+		if kv == "" {
+			return nil, &ConfigError{Name: kkey, Reason: "empty, but " + key + " is set: give the base64 AES key"}
+		}
+	}
+	if kv != "" {
+		// The key is a secret: errors name the variable, not the value.
 		k, err := base64.StdEncoding.DecodeString(kv)
 		if err != nil {
-			return nil, &ConfigError{Name: kkey, Value: kv, Reason: "not standard base64: " + err.Error()}
+			return nil, &ConfigError{Name: kkey, Reason: "not standard base64 (value withheld): " + err.Error()}
 		}
 		if n := len(k); n != 16 && n != 24 && n != 32 {
-			return nil, &ConfigError{Name: kkey, Value: kv, Reason: fmt.Sprintf("AES key is %d bytes, want 16, 24 or 32", n)}
+			return nil, &ConfigError{Name: kkey, Reason: fmt.Sprintf("AES key is %d bytes, want 16, 24 or 32 (value withheld)", n)}
 		}
 		cfg.CipherKey = k
 	}
-	if v, key, ok := env.get(EnvCompressorTopic); ok {
+	if v, key, _ := env.get(EnvCompressorTopic); v != "" {
 		switch v {
 		case ZlibCompressorTopic, "zlib", "ZlibCompressor":
 			cfg.Compress = true
@@ -275,6 +355,9 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 			}
 			p.Schema = v
 		}
+		if err := env.unsupportedPostgres(); err != nil {
+			return nil, err
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -349,14 +432,74 @@ func (c *Config) MapperOptions() (*MapperOptions, error) {
 
 func parseModule(v string) (string, error) {
 	switch strings.TrimSpace(v) {
-	case "", ModuleMemory, "popo", "eventsourcing.popo":
+	case "", ModuleMemory, "popo", "eventsourcing.popo", "eventsourcing.popo:Factory", "eventsourcing.popo:POPOFactory":
 		return ModuleMemory, nil
-	case ModuleSQLite, "eventsourcing.sqlite":
+	case ModuleSQLite, "eventsourcing.sqlite", "eventsourcing.sqlite:Factory", "eventsourcing.sqlite:SQLiteFactory":
 		return ModuleSQLite, nil
-	case ModulePostgres, "postgresql", "eventsourcing.postgres":
+	case ModulePostgres, "postgresql", "eventsourcing.postgres", "eventsourcing.postgres:Factory", "eventsourcing.postgres:PostgresFactory":
 		return ModulePostgres, nil
 	}
 	return "", fmt.Errorf("unknown persistence module (want memory, sqlite or postgres, or eventsourcing.popo, eventsourcing.sqlite or eventsourcing.postgres)")
+}
+
+// recorderTopicPrefixes gives, per persistence module, the Python module
+// and class name prefix of its recorder classes
+// (eventsourcing.sqlite:SQLiteProcessRecorder).
+var recorderTopicPrefixes = map[string]string{
+	ModuleMemory:   "eventsourcing.popo:POPO",
+	ModuleSQLite:   "eventsourcing.sqlite:SQLite",
+	ModulePostgres: "eventsourcing.postgres:Postgres",
+}
+
+// unsupported checks the variables the Python library reads for every
+// persistence module that this library does not support beyond their
+// default values.
+func (e environment) unsupported(module string) error {
+	for _, c := range []struct{ key, want string }{
+		{EnvTranscoderTopic, JSONTranscoderTopic},
+		{EnvMapperTopic, MapperTopic},
+		{EnvApplicationRecorderTopic, recorderTopicPrefixes[module] + "ApplicationRecorder"},
+		{EnvTrackingRecorderTopic, recorderTopicPrefixes[module] + "TrackingRecorder"},
+		{EnvProcessRecorderTopic, recorderTopicPrefixes[module] + "ProcessRecorder"},
+	} {
+		if v, k, _ := e.get(c.key); v != "" && v != c.want {
+			return &ConfigError{Name: k, Value: v, Reason: "not supported: only " + c.want + " (or empty) can be honoured"}
+		}
+	}
+	if v, k, _ := e.get(EnvOriginatorIDType); v != "" && !strings.EqualFold(v, "uuid") {
+		return &ConfigError{Name: k, Value: v, Reason: "not supported: originator IDs are UUIDs (want uuid or empty)"}
+	}
+	if v, k, _ := e.get(EnvAggregateCacheMaxSize); v != "" {
+		return &ConfigError{Name: k, Value: v, Reason: "not supported: this library keeps no aggregate cache (leave it unset or empty)"}
+	}
+	for _, k := range []string{EnvAggregateCacheFastforward, EnvAggregateCacheFastforwardSkipping, EnvDeepcopyFromAggregateCache} {
+		if _, err := e.boolean(k, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unsupportedPostgres checks the variables the Python library's Postgres
+// factory reads that this library does not support beyond their defaults.
+func (e environment) unsupportedPostgres() error {
+	on, err := e.boolean(EnvPostgresEnableDBFunctions, false)
+	if err != nil {
+		return err
+	}
+	if on {
+		v, k, _ := e.get(EnvPostgresEnableDBFunctions)
+		return &ConfigError{Name: k, Value: v, Reason: "not supported: events are inserted by plain statements, not database functions (want false or empty)"}
+	}
+	if v, k, _ := e.get(EnvPostgresGetPasswordTopic); v != "" {
+		return &ConfigError{Name: k, Value: v, Reason: "not supported: a Python function cannot be called; set POSTGRES_PASSWORD, or PostgresConfig.Password from Go"}
+	}
+	if v, k, _ := e.get(EnvPostgresMaxWaiting); strings.TrimSpace(v) != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || n != 0 {
+			return &ConfigError{Name: k, Value: v, Reason: "not supported: database/sql does not limit callers waiting for a connection (want 0 or empty)"}
+		}
+	}
+	return nil
 }
 
 // environment looks variables up with the application name prefix first.

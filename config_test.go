@@ -83,6 +83,80 @@ func TestLoadConfigValid(t *testing.T) {
 				t.Error("zlib not set")
 			}
 		}},
+		{"cipher key without topic turns AES on, as Python does", []string{"BANKACCOUNTS_CIPHER_KEY", testKeyB64}, func(t *testing.T, c *Config) {
+			if !bytes.Equal(c.CipherKey, key) {
+				t.Errorf("cipher key %x, want %x", c.CipherKey, key)
+			}
+			if opts, err := c.MapperOptions(); err != nil || opts.Cipher == nil {
+				t.Errorf("MapperOptions: %+v, %v", opts, err)
+			}
+		}},
+		{"empty cipher topic with a key", []string{"CIPHER_TOPIC", "", "CIPHER_KEY", testKeyB64}, func(t *testing.T, c *Config) {
+			if !bytes.Equal(c.CipherKey, key) {
+				t.Errorf("cipher key %x", c.CipherKey)
+			}
+		}},
+		{"empty cipher topic and key, empty compressor topic", []string{"CIPHER_TOPIC", "", "CIPHER_KEY", "", "COMPRESSOR_TOPIC", ""}, func(t *testing.T, c *Config) {
+			if c.CipherKey != nil || c.Compress {
+				t.Errorf("cipher/compressor: %+v", c)
+			}
+		}},
+		{"cryptography cipher topic", []string{"CIPHER_TOPIC", "eventsourcing.cryptography:AESCipher", "CIPHER_KEY", testKeyB64}, func(t *testing.T, c *Config) {
+			if !bytes.Equal(c.CipherKey, key) {
+				t.Errorf("cipher key %x", c.CipherKey)
+			}
+		}},
+		{"default transcoder, mapper and recorders", []string{"PERSISTENCE_MODULE", "eventsourcing.sqlite", "SQLITE_DBNAME", "x.db",
+			"TRANSCODER_TOPIC", JSONTranscoderTopic, "MAPPER_TOPIC", MapperTopic,
+			"APPLICATION_RECORDER_TOPIC", "eventsourcing.sqlite:SQLiteApplicationRecorder",
+			"TRACKING_RECORDER_TOPIC", "eventsourcing.sqlite:SQLiteTrackingRecorder",
+			"BANKACCOUNTS_PROCESS_RECORDER_TOPIC", "eventsourcing.sqlite:SQLiteProcessRecorder",
+			"ORIGINATOR_ID_TYPE", "UUID"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleSQLite {
+				t.Errorf("module %q", c.PersistenceModule)
+			}
+		}},
+		{"empty topics are the defaults", []string{"TRANSCODER_TOPIC", "", "MAPPER_TOPIC", "", "APPLICATION_RECORDER_TOPIC", "",
+			"TRACKING_RECORDER_TOPIC", "", "PROCESS_RECORDER_TOPIC", "", "ORIGINATOR_ID_TYPE", "", "AGGREGATE_CACHE_MAXSIZE", ""}, func(t *testing.T, c *Config) {}},
+		{"prefixed empty value wins over an unprefixed one", []string{"TRANSCODER_TOPIC", "x:Y", "BANKACCOUNTS_TRANSCODER_TOPIC", ""}, func(t *testing.T, c *Config) {}},
+		{"snapshotting and cache flags", []string{"IS_SNAPSHOTTING_ENABLED", "y", "AGGREGATE_CACHE_FASTFORWARD", "n",
+			"AGGREGATE_CACHE_FASTFORWARD_SKIPPING", "yes", "DEEPCOPY_FROM_AGGREGATE_CACHE", "off"}, func(t *testing.T, c *Config) {
+			if !c.Snapshotting {
+				t.Error("IS_SNAPSHOTTING_ENABLED=y: Snapshotting is false")
+			}
+		}},
+		{"snapshotting off by default", nil, func(t *testing.T, c *Config) {
+			if c.Snapshotting {
+				t.Error("Snapshotting is true by default")
+			}
+		}},
+		{"legacy INFRASTRUCTURE_FACTORY", []string{"INFRASTRUCTURE_FACTORY", "eventsourcing.sqlite:Factory", "SQLITE_DBNAME", "x.db"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleSQLite {
+				t.Errorf("module %q", c.PersistenceModule)
+			}
+		}},
+		{"legacy FACTORY_TOPIC after an empty PERSISTENCE_MODULE", []string{"PERSISTENCE_MODULE", "", "FACTORY_TOPIC", "eventsourcing.sqlite:SQLiteFactory", "SQLITE_DBNAME", "x.db"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleSQLite {
+				t.Errorf("module %q", c.PersistenceModule)
+			}
+		}},
+		{"PERSISTENCE_MODULE wins over legacy names", []string{"PERSISTENCE_MODULE", "eventsourcing.popo", "INFRASTRUCTURE_FACTORY", "eventsourcing.sqlite:Factory"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleMemory {
+				t.Errorf("module %q", c.PersistenceModule)
+			}
+		}},
+		{"factory topic in PERSISTENCE_MODULE", []string{"PERSISTENCE_MODULE", "eventsourcing.popo:POPOFactory", "APPLICATION_RECORDER_TOPIC", "eventsourcing.popo:POPOApplicationRecorder"}, func(t *testing.T, c *Config) {
+			if c.Module() != ModuleMemory {
+				t.Errorf("module %q", c.PersistenceModule)
+			}
+		}},
+		{"postgres variables we can honour", append(append([]string{}, pgBase...), "POSTGRES_ENABLE_DB_FUNCTIONS", "no", "POSTGRES_MAX_WAITING", "0",
+			"POSTGRES_GET_PASSWORD_TOPIC", "", "APPLICATION_RECORDER_TOPIC", "eventsourcing.postgres:PostgresApplicationRecorder"), func(t *testing.T, c *Config) {
+			if c.Module() != ModulePostgres {
+				t.Errorf("module %q", c.PersistenceModule)
+			}
+		}},
+		{"postgres variables are not read for sqlite, as in Python", []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "x.db", "POSTGRES_ENABLE_DB_FUNCTIONS", "y", "POSTGRES_MAX_WAITING", "3"}, func(t *testing.T, c *Config) {}},
 		{"postgres defaults", pgBase, func(t *testing.T, c *Config) {
 			p := c.Postgres
 			if c.Module() != ModulePostgres || p.DBName != "db" || p.Host != "localhost" || p.User != "u" || p.Password != "" ||
@@ -133,8 +207,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"bad single row tracking", []string{"SINGLE_ROW_TRACKING", "2"}, "SINGLE_ROW_TRACKING", "2"},
 		{"unknown cipher", []string{"CIPHER_TOPIC", "x:Y", "CIPHER_KEY", testKeyB64}, "CIPHER_TOPIC", "x:Y"},
 		{"missing cipher key", []string{"CIPHER_TOPIC", AESCipherTopic}, "CIPHER_KEY", ""},
-		{"cipher key not base64", []string{"CIPHER_TOPIC", AESCipherTopic, "CIPHER_KEY", "!!"}, "CIPHER_KEY", "!!"},
-		{"cipher key wrong size", []string{"CIPHER_TOPIC", AESCipherTopic, "CIPHER_KEY", "AAEC"}, "CIPHER_KEY", "AAEC"},
+		{"cipher key not base64", []string{"CIPHER_TOPIC", AESCipherTopic, "CIPHER_KEY", "!!"}, "CIPHER_KEY", ""}, // a secret: not echoed
+		{"cipher key wrong size", []string{"CIPHER_TOPIC", AESCipherTopic, "CIPHER_KEY", "AAEC"}, "CIPHER_KEY", ""},
 		{"unknown compressor", []string{"COMPRESSOR_TOPIC", "lz4"}, "COMPRESSOR_TOPIC", "lz4"},
 		{"sqlite missing dbname", []string{"PERSISTENCE_MODULE", "sqlite"}, "SQLITE_DBNAME", ""},
 		{"sqlite bad lock timeout", []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "x", "SQLITE_LOCK_TIMEOUT", "soon"}, "SQLITE_LOCK_TIMEOUT", "soon"},
@@ -143,6 +217,30 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"postgres missing host", []string{"PERSISTENCE_MODULE", "postgres", "POSTGRES_DBNAME", "d", "POSTGRES_USER", "u", "POSTGRES_PASSWORD", ""}, "POSTGRES_HOST", ""},
 		{"postgres missing user", []string{"PERSISTENCE_MODULE", "postgres", "POSTGRES_DBNAME", "d", "POSTGRES_HOST", "h", "POSTGRES_PASSWORD", ""}, "POSTGRES_USER", ""},
 		{"postgres missing password", []string{"PERSISTENCE_MODULE", "postgres", "POSTGRES_DBNAME", "d", "POSTGRES_HOST", "h", "POSTGRES_USER", "u"}, "POSTGRES_PASSWORD", ""},
+		{"cipher key without topic not base64", []string{"CIPHER_KEY", "!!"}, "CIPHER_KEY", ""}, // a secret: not echoed
+		{"cipher key without topic wrong size prefixed", []string{"BANKACCOUNTS_CIPHER_KEY", "AAEC"}, "BANKACCOUNTS_CIPHER_KEY", ""},
+		{"empty cipher key with a topic", []string{"CIPHER_TOPIC", AESCipherTopic, "CIPHER_KEY", ""}, "CIPHER_KEY", ""},
+		{"transcoder topic", []string{"TRANSCODER_TOPIC", "myapp:MsgpackTranscoder"}, "TRANSCODER_TOPIC", "myapp:MsgpackTranscoder"},
+		{"transcoder topic prefixed", []string{"TRANSCODER_TOPIC", JSONTranscoderTopic, "BANKACCOUNTS_TRANSCODER_TOPIC", "x:Y"}, "BANKACCOUNTS_TRANSCODER_TOPIC", "x:Y"},
+		{"mapper topic", []string{"MAPPER_TOPIC", "myapp:Mapper"}, "MAPPER_TOPIC", "myapp:Mapper"},
+		{"application recorder topic", []string{"APPLICATION_RECORDER_TOPIC", "myapp:Recorder"}, "APPLICATION_RECORDER_TOPIC", "myapp:Recorder"},
+		{"recorder topic of another module", []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "x", "TRACKING_RECORDER_TOPIC", "eventsourcing.postgres:PostgresTrackingRecorder"}, "TRACKING_RECORDER_TOPIC", "eventsourcing.postgres:PostgresTrackingRecorder"},
+		{"process recorder topic", []string{"BANKACCOUNTS_PROCESS_RECORDER_TOPIC", "eventsourcing.popo:Nothing"}, "BANKACCOUNTS_PROCESS_RECORDER_TOPIC", "eventsourcing.popo:Nothing"},
+		{"text originator IDs", []string{"ORIGINATOR_ID_TYPE", "text"}, "ORIGINATOR_ID_TYPE", "text"},
+		{"unknown originator ID type", []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "x", "ORIGINATOR_ID_TYPE", "int"}, "ORIGINATOR_ID_TYPE", "int"},
+		{"bad snapshotting flag", []string{"IS_SNAPSHOTTING_ENABLED", "sometimes"}, "IS_SNAPSHOTTING_ENABLED", "sometimes"},
+		{"aggregate cache", []string{"AGGREGATE_CACHE_MAXSIZE", "100"}, "AGGREGATE_CACHE_MAXSIZE", "100"},
+		{"unbounded aggregate cache", []string{"BANKACCOUNTS_AGGREGATE_CACHE_MAXSIZE", "0"}, "BANKACCOUNTS_AGGREGATE_CACHE_MAXSIZE", "0"},
+		{"bad fastforward flag", []string{"AGGREGATE_CACHE_FASTFORWARD", "2"}, "AGGREGATE_CACHE_FASTFORWARD", "2"},
+		{"bad fastforward skipping flag", []string{"AGGREGATE_CACHE_FASTFORWARD_SKIPPING", "x"}, "AGGREGATE_CACHE_FASTFORWARD_SKIPPING", "x"},
+		{"bad deepcopy flag", []string{"DEEPCOPY_FROM_AGGREGATE_CACHE", "x"}, "DEEPCOPY_FROM_AGGREGATE_CACHE", "x"},
+		{"unknown legacy factory", []string{"INFRASTRUCTURE_FACTORY", "eventsourcing_axon:Factory"}, "INFRASTRUCTURE_FACTORY", "eventsourcing_axon:Factory"},
+		{"unknown legacy factory topic", []string{"PERSISTENCE_MODULE", "", "BANKACCOUNTS_FACTORY_TOPIC", "x"}, "BANKACCOUNTS_FACTORY_TOPIC", "x"},
+		{"postgres db functions", pg("POSTGRES_ENABLE_DB_FUNCTIONS", "y"), "POSTGRES_ENABLE_DB_FUNCTIONS", "y"},
+		{"postgres db functions not a boolean", pg("POSTGRES_ENABLE_DB_FUNCTIONS", "maybe"), "POSTGRES_ENABLE_DB_FUNCTIONS", "maybe"},
+		{"postgres password function", pg("POSTGRES_GET_PASSWORD_TOPIC", "myapp:get_password"), "POSTGRES_GET_PASSWORD_TOPIC", "myapp:get_password"},
+		{"postgres max waiting", pg("POSTGRES_MAX_WAITING", "10"), "POSTGRES_MAX_WAITING", "10"},
+		{"postgres max waiting not a number", pg("BANKACCOUNTS_POSTGRES_MAX_WAITING", "x"), "BANKACCOUNTS_POSTGRES_MAX_WAITING", "x"},
 		{"postgres bad port", pg("POSTGRES_PORT", "99999"), "POSTGRES_PORT", "99999"},
 		{"postgres bad connect timeout", pg("POSTGRES_CONNECT_TIMEOUT", "x"), "POSTGRES_CONNECT_TIMEOUT", "x"},
 		{"postgres bad conn max age", pg("POSTGRES_CONN_MAX_AGE", "-3"), "POSTGRES_CONN_MAX_AGE", "-3"},
@@ -169,6 +267,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.varName) {
 				t.Errorf("message %q does not name %s", err, tt.varName)
+			}
+			if strings.HasSuffix(tt.varName, "CIPHER_KEY") && (strings.Contains(err.Error(), "AAEC") || strings.Contains(err.Error(), "!!")) {
+				t.Errorf("message %q shows the cipher key", err)
 			}
 		})
 	}

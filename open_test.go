@@ -105,3 +105,53 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("CREATE_TABLE=false leaves no table: %v", err)
 	}
 }
+
+// TestOpenCipherKeyWithoutTopic opens stores from a CIPHER_KEY without a
+// CIPHER_TOPIC, which the Python library takes to mean AES: the stored
+// states must be ciphertext that the key opens.
+func TestOpenCipherKeyWithoutTopic(t *testing.T) {
+	ctx := context.Background()
+	aes, err := es.NewAESCipherBase64(interopKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, vars := range map[string]map[string]string{
+		"memory": {"BANKACCOUNTS_CIPHER_KEY": interopKey},
+		"sqlite": {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": filepath.Join(t.TempDir(), "x.db"), "CIPHER_KEY": interopKey, "CIPHER_TOPIC": ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := es.LoadConfig("BankAccounts", func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+			if err != nil {
+				t.Fatal(err)
+			}
+			store, err := es.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			opts, err := cfg.MapperOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := es.NewMapper[es.Event](opts)
+			if err := m.Register(&MoneyDeposited{}); err != nil {
+				t.Fatal(err)
+			}
+			id := uuid.New()
+			if _, err := es.NewEventStore(m, store.Events).Put(ctx, &MoneyDeposited{DomainEvent: es.NewDomainEvent(id, 1), Amount: 123456}); err != nil {
+				t.Fatal(err)
+			}
+			stored, err := store.Events.SelectEvents(ctx, id, nil)
+			if err != nil || len(stored) != 1 {
+				t.Fatalf("SelectEvents: %v, %v", stored, err)
+			}
+			if strings.Contains(string(stored[0].State), "123456") {
+				t.Fatalf("state stored in plaintext: %s", stored[0].State)
+			}
+			plain, err := aes.Decrypt(stored[0].State)
+			if err != nil || !strings.Contains(string(plain), `"amount":123456`) {
+				t.Fatalf("the key does not open the stored state: %q, %v", plain, err)
+			}
+		})
+	}
+}
