@@ -13,8 +13,10 @@ import (
 const DefaultPageSize = 1000
 
 // EventStore puts typed domain events into a recorder and gets them back,
-// typed and in order. It is safe for concurrent use if its mapper and
-// recorder are.
+// typed and in order. It needs both a Mapper and a Recorder: without either
+// (as in the zero EventStore, or a nil *EventStore) every method returns an
+// error wrapping [ErrProgramming]. It is safe for concurrent use if its
+// mapper and recorder are.
 type EventStore[E Event] struct {
 	Mapper   *Mapper[E]
 	Recorder AggregateRecorder
@@ -47,7 +49,23 @@ func (s *EventStore[E]) PutWithTracking(ctx context.Context, tracking Tracking, 
 	return s.put(ctx, &tracking, events)
 }
 
+// check reports an event store that lacks its mapper or recorder.
+func (s *EventStore[E]) check() error {
+	switch {
+	case s == nil:
+		return fmt.Errorf("%w: nil EventStore", ErrProgramming)
+	case s.Mapper == nil:
+		return fmt.Errorf("%w: EventStore has no Mapper", ErrProgramming)
+	case s.Recorder == nil:
+		return fmt.Errorf("%w: EventStore has no Recorder", ErrProgramming)
+	}
+	return nil
+}
+
 func (s *EventStore[E]) put(ctx context.Context, tracking *Tracking, events []E) ([]int64, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
 	stored := make([]StoredEvent, len(events))
 	for i, e := range events {
 		se, err := s.Mapper.ToStoredEvent(e)
@@ -81,6 +99,10 @@ func (s *EventStore[E]) Get(ctx context.Context, originatorID uuid.UUID, q *Quer
 func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Query) iter.Seq2[E, error] {
 	return func(yield func(E, error) bool) {
 		var zero E
+		if err := s.check(); err != nil {
+			yield(zero, err)
+			return
+		}
 		page := Query{}
 		if q != nil {
 			page = *q

@@ -178,3 +178,77 @@ func TestEventStoreDecodeErrorStopsIteration(t *testing.T) {
 		t.Errorf("Get: got %v, want ErrUnknownTopic", err)
 	}
 }
+
+// TestZeroMapper uses a Mapper that was declared, not made by NewMapper: it
+// maps plain JSON with its own transcoder, as NewMapper(nil) does.
+func TestZeroMapper(t *testing.T) {
+	var m Mapper[*testDeposited]
+	if m.Transcoder() == nil {
+		t.Fatal("zero Mapper has no transcoder")
+	}
+	if _, err := m.Topic(&testDeposited{}); !errors.Is(err, ErrUnknownTopic) {
+		t.Errorf("Topic before Register: %v, want ErrUnknownTopic", err)
+	}
+	var fresh Mapper[*testDeposited]
+	if _, err := fresh.FromStoredEvent(StoredEvent{Topic: "x:Y", State: []byte(`{}`)}); !errors.Is(err, ErrUnknownTopic) {
+		t.Errorf("FromStoredEvent before Register: %v, want ErrUnknownTopic", err)
+	}
+	if _, err := fresh.ToStoredEvent(&testDeposited{}); !errors.Is(err, ErrUnknownTopic) {
+		t.Errorf("ToStoredEvent before Register: %v, want ErrUnknownTopic", err)
+	}
+	if err := m.Register(&testDeposited{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Upcast("x:Y", 1, func(map[string]any) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	in := &testDeposited{DomainEvent: NewDomainEvent(uuid.New(), 3), Amount: 7, Memo: "zero"}
+	se, err := m.ToStoredEvent(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.FromStoredEvent(se)
+	if err != nil || out.Amount != 7 || out.Memo != "zero" || out.Version != 3 {
+		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+}
+
+// TestZeroEventStore checks that an EventStore without a mapper or a
+// recorder returns ErrProgramming instead of panicking.
+func TestZeroEventStore(t *testing.T) {
+	ctx := context.Background()
+	m := NewMapper[*testDeposited](nil)
+	if err := m.Register(&testDeposited{}); err != nil {
+		t.Fatal(err)
+	}
+	ev := &testDeposited{DomainEvent: NewDomainEvent(uuid.New(), 1)}
+	stores := map[string]*EventStore[*testDeposited]{
+		"zero":        {},
+		"nil":         nil,
+		"no recorder": {Mapper: m},
+		"no mapper":   {Recorder: NewMemoryRecorder()},
+	}
+	for name, s := range stores {
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.Put(ctx, ev); !errors.Is(err, ErrProgramming) {
+				t.Errorf("Put: %v, want ErrProgramming", err)
+			}
+			if _, err := s.PutWithTracking(ctx, Tracking{ApplicationName: "A", NotificationID: 1}, ev); !errors.Is(err, ErrProgramming) {
+				t.Errorf("PutWithTracking: %v, want ErrProgramming", err)
+			}
+			if _, err := s.Get(ctx, ev.Originator, nil); !errors.Is(err, ErrProgramming) {
+				t.Errorf("Get: %v, want ErrProgramming", err)
+			}
+			n := 0
+			for _, err := range s.Events(ctx, ev.Originator, nil) {
+				n++
+				if !errors.Is(err, ErrProgramming) {
+					t.Errorf("Events: %v, want ErrProgramming", err)
+				}
+			}
+			if n != 1 {
+				t.Errorf("Events yielded %d times, want once", n)
+			}
+		})
+	}
+}

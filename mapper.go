@@ -22,8 +22,11 @@ type MapperOptions struct {
 // A Mapper converts domain events of type E to stored events and back. E is
 // usually an interface that every event type of an application implements
 // (or [Event] itself); each concrete event type is registered under a
-// topic. A Mapper is safe for concurrent use once its types are registered.
+// topic. The zero Mapper is ready to use and maps plain JSON, as
+// NewMapper(nil) does. A Mapper is safe for concurrent use once its types
+// are registered, and must not be copied after first use.
 type Mapper[E Event] struct {
+	once       sync.Once // sets a zero Mapper's transcoder
 	transcoder *Transcoder
 	compressor Compressor
 	cipher     Cipher
@@ -54,15 +57,26 @@ func NewMapper[E Event](opts *MapperOptions) *Mapper[E] {
 	if opts != nil {
 		m.transcoder, m.compressor, m.cipher = opts.Transcoder, opts.Compressor, opts.Cipher
 	}
-	if m.transcoder == nil {
-		m.transcoder = NewTranscoder()
-	}
+	m.init()
 	return m
+}
+
+// init gives a zero Mapper its transcoder; every method that uses the
+// transcoder calls it first.
+func (m *Mapper[E]) init() {
+	m.once.Do(func() {
+		if m.transcoder == nil {
+			m.transcoder = NewTranscoder()
+		}
+	})
 }
 
 // Transcoder returns the mapper's transcoder, to register transcodings for
 // the types its events hold.
-func (m *Mapper[E]) Transcoder() *Transcoder { return m.transcoder }
+func (m *Mapper[E]) Transcoder() *Transcoder {
+	m.init()
+	return m.transcoder
+}
 
 // DefaultTopic returns the topic an event type is registered under by
 // Register: its package path and type name in the Python form
@@ -119,6 +133,9 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.types == nil { // a zero Mapper
+		m.types, m.topics = map[string]*eventType{}, map[reflect.Type]string{}
+	}
 	if old, ok := m.types[topic]; ok && old.typ != typ {
 		return fmt.Errorf("%w: topic %q is registered already for %v", ErrProgramming, topic, old.typ)
 	}
@@ -147,6 +164,9 @@ func (m *Mapper[E]) Upcast(topic string, fromVersion int, fn func(state map[stri
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.upcasters == nil { // a zero Mapper
+		m.upcasters = map[string]map[int]func(map[string]any) error{}
+	}
 	if m.upcasters[topic] == nil {
 		m.upcasters[topic] = map[int]func(map[string]any) error{}
 	}
@@ -183,6 +203,7 @@ func (m *Mapper[E]) ToStoredEvent(e E) (StoredEvent, error) {
 	if v := reflect.ValueOf(e); v.Kind() == reflect.Pointer && v.IsNil() {
 		return StoredEvent{}, fmt.Errorf("%w: nil %v event", ErrProgramming, v.Type())
 	}
+	m.init()
 	se := StoredEvent{OriginatorID: e.OriginatorID(), OriginatorVersion: e.OriginatorVersion(), Topic: topic}
 	bp := encBufPool.Get().(*[]byte)
 	defer func() {
@@ -235,6 +256,7 @@ func (m *Mapper[E]) FromStoredEvent(s StoredEvent) (E, error) {
 
 func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 	var zero E
+	m.init()
 	m.mu.RLock()
 	et, ok := m.types[s.Topic]
 	ups := m.upcasters[s.Topic]

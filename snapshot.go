@@ -52,16 +52,22 @@ func NewSnapshotStore[S any](aggregateTopic string, opts *MapperOptions, r Aggre
 // the state holds.
 func (s *SnapshotStore[S]) Mapper() *Mapper[*Snapshot[S]] { return s.store.Mapper }
 
-// Put records a snapshot. Two snapshots of the same aggregate version are an
-// [ErrIntegrity] error.
+// Put records a snapshot, with the store's AggregateTopic if its Topic is
+// empty and the current time if its Timestamp is zero; the snapshot given
+// is left as it is. Two snapshots of the same aggregate version are an
+// [ErrIntegrity] error, a nil snapshot an [ErrProgramming] one.
 func (s *SnapshotStore[S]) Put(ctx context.Context, snap *Snapshot[S]) error {
-	if snap.Topic == "" {
-		snap.Topic = s.AggregateTopic
+	if snap == nil {
+		return fmt.Errorf("%w: nil snapshot", ErrProgramming)
 	}
-	if snap.Timestamp.IsZero() {
-		snap.Timestamp = Now()
+	c := *snap
+	if c.Topic == "" {
+		c.Topic = s.AggregateTopic
 	}
-	_, err := s.store.Put(ctx, snap)
+	if c.Timestamp.IsZero() {
+		c.Timestamp = Now()
+	}
+	_, err := s.store.Put(ctx, &c)
 	return err
 }
 

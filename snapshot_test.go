@@ -88,3 +88,32 @@ func wantIntegrityErr(t *testing.T, err error) {
 		t.Fatalf("got %v, want an *IntegrityError", err)
 	}
 }
+
+// TestSnapshotStorePutLeavesSnapshot checks that Put fills in the topic and
+// timestamp of what it records, not of the snapshot it is given.
+func TestSnapshotStorePutLeavesSnapshot(t *testing.T) {
+	ctx := context.Background()
+	snaps, err := es.NewSnapshotStore[AccountState]("bank:Account", nil, es.NewMemoryRecorder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	snap := &es.Snapshot[AccountState]{DomainEvent: es.DomainEvent{Originator: id, Version: 3}, State: AccountState{"Ann", 10}}
+	before := *snap
+	if err := snaps.Put(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	if *snap != before {
+		t.Errorf("Put changed the snapshot:\n got %+v\nwant %+v", *snap, before)
+	}
+	got, err := snaps.Latest(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Topic != "bank:Account" || got.Timestamp.IsZero() || got.State != before.State || got.Version != 3 {
+		t.Errorf("recorded snapshot %+v, want the aggregate topic and a timestamp", got)
+	}
+	if err := snaps.Put(ctx, nil); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("Put(nil): %v, want ErrProgramming", err)
+	}
+}
