@@ -22,7 +22,7 @@ func TestSnapshotStore(t *testing.T) {
 		recorders[b.name] = func(t *testing.T) (es.AggregateRecorder, es.AggregateRecorder) {
 			db, d, schema := b.open(t)
 			return newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Snaps"}),
-				newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Snaps", Snapshots: true})
+				newSQLSnapshotRecorder(t, db, d, schema, es.SQLOptions{AppName: "Snaps"})
 		}
 	}
 	ctx := context.Background()
