@@ -22,7 +22,17 @@ import (
 // registered [Transcoding]. Built in are uuid_hex ([uuid.UUID]),
 // datetime_iso ([time.Time]) and decimal_str ([Decimal]).
 //
-// Decoding accepts any valid JSON (and NaN, Infinity, -Infinity). Into an
+// What the encoder writes, the decoder reads back. Both bound nesting at
+// 10000 arrays and objects, counted alike (a registered type's
+// {"_type_": ..., "_data_": ...} wrapper is one): the encoder refuses a
+// value nested deeper. It also refuses a value that contains itself (a
+// cycle through pointers, maps or slices, found once the encoder is 1000
+// of them deep, as encoding/json does) and a chain of more than 100000
+// nested pointers, maps and slices. These errors wrap [ErrUnsupportedType]
+// and name the path (struct fields, map keys, indexes, _data_).
+//
+// Decoding accepts any valid JSON (and NaN, Infinity, -Infinity) nested
+// at most 10000 deep. Into an
 // interface value it gives nil, bool, string, int64 (or *big.Int beyond
 // 64 bits), float64, []any, map[string]any, or the Go type registered for a
 // "_type_" name. Struct fields are matched by exact name; unknown keys are
@@ -125,7 +135,9 @@ func (t *Transcoder) lookupName(name string) *transcoding {
 var encBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // Encode returns the JSON of v. It returns an error wrapping
-// [ErrUnsupportedType] that names the Go type of a value it cannot encode.
+// [ErrUnsupportedType] that names the Go type of a value it cannot encode
+// and where in v it is: a value of an unsupported type, a value nested too
+// deeply for the decoder, or a value that contains itself.
 func (t *Transcoder) Encode(v any) ([]byte, error) {
 	bp := encBufPool.Get().(*[]byte)
 	b, err := t.AppendEncode((*bp)[:0], v)
@@ -155,6 +167,7 @@ func (t *Transcoder) AppendEncode(dst []byte, v any) ([]byte, error) {
 
 // Decode decodes JSON into the value v points to. It returns an error
 // wrapping [ErrSyntax] (with the byte offset) for invalid JSON,
+// (and for nesting deeper than 10000 arrays and objects),
 // [ErrUnknownTranscoding] (naming it) for an unknown "_type_", and
 // [ErrDecode] (with the path) for JSON that does not fit v.
 func (t *Transcoder) Decode(data []byte, v any) error {

@@ -381,6 +381,10 @@ func transcodingDecoder(tr *transcoding) decoderFunc {
 		if d.peek() != '{' {
 			return d.typeError(`a {"_type_": "` + tr.name + `", "_data_": ...} object`)
 		}
+		if err := d.enter(); err != nil {
+			return err
+		}
+		defer func() { d.depth-- }()
 		d.pos++
 		var (
 			data          any

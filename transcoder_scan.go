@@ -493,6 +493,10 @@ func (d *decodeState) nextKey(first bool) ([]byte, bool, error) {
 // decodeMembers walks an object's members, calling fn with each key with
 // the decoder positioned at the value.
 func (d *decodeState) decodeMembers(fn func(key string) error) error {
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer func() { d.depth-- }()
 	d.pos++ // '{'
 	for first := true; ; first = false {
 		k, more, err := d.nextKey(first)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/big"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -376,4 +377,199 @@ func TestTranscoderRefusesCycles(t *testing.T) {
 	if err != nil || string(b) != `[{"name":"s","next":null},{"name":"s","next":null},{"a":{"name":"s","next":null}}]` {
 		t.Errorf("shared value: %s, %v", b, err)
 	}
+}
+
+// deepMap is a recursive map type, decoded without going through any.
+type deepMap map[string]deepMap
+
+// box is registered as "box": its data is its value, so boxes nest
+// {"_type_":"box","_data_":{"_type_":"box",...}}.
+type box struct{ V any }
+
+func boxTranscoding() es.Transcoding[box] {
+	return es.Transcoding[box]{Name: "box",
+		Encode: func(b box) (any, error) { return b.V, nil },
+		Decode: func(d any) (box, error) { return box{d}, nil }}
+}
+
+type deepEvent struct {
+	es.DomainEvent
+	Data any `json:"data"`
+}
+
+// TestTranscoderDepthSymmetry checks that the encoder accepts exactly the
+// nesting the decoder reads back (10000 arrays and objects, a registered
+// type's {"_type_","_data_"} wrapper counting as one), for each way of
+// nesting and for decoding into any and into the value's own type.
+func TestTranscoderDepthSymmetry(t *testing.T) {
+	const limit = 10000
+	tr := es.NewTranscoder()
+	if err := es.RegisterTranscoding(tr, boxTranscoding()); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.MustParse("b2723fe2-c01a-40d2-875e-a3aac6a09ff5")
+	shapes := []struct {
+		name string
+		// nest returns a value whose JSON is n arrays or objects deep.
+		nest func(n int) any
+	}{
+		{"slices", func(n int) any {
+			var v any = []any{}
+			for range n - 1 {
+				v = []any{v}
+			}
+			return v
+		}},
+		{"nil slice at the bottom", func(n int) any {
+			var v any = []int(nil)
+			for range n - 1 {
+				v = []any{1, v}
+			}
+			return v
+		}},
+		{"maps", func(n int) any {
+			v := map[string]any{}
+			for range n - 1 {
+				v = map[string]any{"k": v}
+			}
+			return v
+		}},
+		{"typed maps", func(n int) any {
+			v := deepMap{}
+			for range n - 1 {
+				v = deepMap{"k": v}
+			}
+			return v
+		}},
+		{"structs through pointers", func(n int) any {
+			var v *cyclicNode
+			for range n {
+				v = &cyclicNode{Name: "x", Next: v}
+			}
+			return v
+		}},
+		{"Objects", func(n int) any {
+			v := es.Object{}
+			for range n - 1 {
+				v = es.Object{{Key: "k", Value: v}}
+			}
+			return v
+		}},
+		{"wrappers", func(n int) any {
+			var v any = box{1}
+			for range n - 1 {
+				v = box{v}
+			}
+			return v
+		}},
+		{"uuid at the bottom", func(n int) any {
+			var v any = id
+			for range n - 1 {
+				v = []any{v}
+			}
+			return v
+		}},
+	}
+	for _, s := range shapes {
+		t.Run(s.name, func(t *testing.T) {
+			v := s.nest(limit)
+			b, err := tr.Encode(v)
+			if err != nil {
+				t.Fatalf("Encode at depth %d: %v", limit, err)
+			}
+			var back any
+			if err := tr.Decode(b, &back); err != nil {
+				t.Fatalf("Decode into any at depth %d: %v", limit, err)
+			}
+			typed := reflect.New(reflect.TypeOf(v))
+			if err := tr.Decode(b, typed.Interface()); err != nil {
+				t.Fatalf("Decode into %T at depth %d: %v", v, limit, err)
+			}
+			again, err := tr.Encode(typed.Elem().Interface())
+			if err != nil || string(again) != string(b) {
+				t.Fatalf("re-encoded %T differs (%v)", v, err)
+			}
+
+			over := s.nest(limit + 1)
+			if _, err := tr.Encode(over); !errors.Is(err, es.ErrUnsupportedType) || !strings.Contains(err.Error(), "10000") {
+				t.Fatalf("Encode at depth %d: %v, want ErrUnsupportedType naming the limit", limit+1, err)
+			}
+			// The decoder refuses the same depth, into any and into the type.
+			deeper := "[" + string(b) + "]"
+			if err := tr.Decode([]byte(deeper), &back); !errors.Is(err, es.ErrSyntax) {
+				t.Errorf("Decode into any at depth %d: %v, want ErrSyntax", limit+1, err)
+			}
+			deeper = `{"_type_":"box","_data_":` + string(b) + "}"
+			typed = reflect.New(reflect.TypeOf(box{}))
+			if err := tr.Decode([]byte(deeper), typed.Interface()); !errors.Is(err, es.ErrSyntax) {
+				t.Errorf("Decode into box at depth %d: %v, want ErrSyntax", limit+1, err)
+			}
+			typed = reflect.New(reflect.TypeOf(v))
+			if err := tr.Decode(mustEncode(t, tr, over, limit), typed.Interface()); !errors.Is(err, es.ErrSyntax) {
+				t.Errorf("Decode into %T at depth %d: %v, want ErrSyntax", v, limit+1, err)
+			}
+		})
+	}
+
+	// Through a mapper: what ToStoredEvent accepts, FromStoredEvent reads.
+	m := es.NewMapper[es.Event](&es.MapperOptions{Transcoder: tr})
+	if err := m.RegisterTopic("deep", &deepEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{limit - 1, limit, 20000} {
+		ev := &deepEvent{DomainEvent: es.NewDomainEvent(id, 1), Data: shapes[0].nest(n)}
+		se, err := m.ToStoredEvent(ev)
+		if n >= limit { // the event's own object is one more level
+			if !errors.Is(err, es.ErrUnsupportedType) {
+				t.Errorf("ToStoredEvent with data %d deep: %v, want ErrUnsupportedType", n, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("ToStoredEvent with data %d deep: %v", n, err)
+		}
+		if _, err := m.FromStoredEvent(se); err != nil {
+			t.Errorf("FromStoredEvent of what ToStoredEvent wrote: %v", err)
+		}
+	}
+}
+
+// mustEncode encodes a value nested one level deeper than the encoder
+// allows, by hand: the value's contents at the limit, inside its own kind
+// of container.
+func mustEncode(t *testing.T, tr *es.Transcoder, over any, limit int) []byte {
+	t.Helper()
+	var inner any
+	switch v := over.(type) {
+	case []any:
+		inner = v[len(v)-1]
+	case map[string]any:
+		inner = v["k"]
+	case deepMap:
+		inner = v["k"]
+	case *cyclicNode:
+		inner = v.Next
+	case es.Object:
+		inner = v[0].Value
+	case box:
+		inner = v.V
+	default:
+		t.Fatalf("no container %T", over)
+	}
+	b, err := tr.Encode(inner)
+	if err != nil {
+		t.Fatalf("Encode at depth %d: %v", limit, err)
+	}
+	switch over.(type) {
+	case []any:
+		if s := over.([]any); len(s) == 2 {
+			return []byte("[1," + string(b) + "]")
+		}
+		return []byte("[" + string(b) + "]")
+	case *cyclicNode:
+		return []byte(`{"name":"x","next":` + string(b) + "}")
+	case box:
+		return []byte(`{"_type_":"box","_data_":` + string(b) + "}")
+	}
+	return []byte(`{"k":` + string(b) + "}")
 }
