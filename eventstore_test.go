@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,6 +212,22 @@ func TestZeroMapper(t *testing.T) {
 	if err != nil || out.Amount != 7 || out.Memo != "zero" || out.Version != 3 {
 		t.Fatalf("round trip: %+v, %v", out, err)
 	}
+
+	// First use from many goroutines at once (run with -race).
+	var shared Mapper[*testDeposited]
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if i%2 == 0 {
+				shared.Transcoder()
+			}
+			shared.Register(&testDeposited{})
+			if _, err := shared.ToStoredEvent(in); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestZeroEventStore checks that an EventStore without a mapper or a

@@ -558,8 +558,8 @@ func TestMapperClassVersionAlwaysChecked(t *testing.T) {
 // type's class version costs no more allocations than decoding it, whether
 // the type is at version 1 or above.
 func TestMapperAtVersionAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocation counts")
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts: not in -short mode or under the race detector")
 	}
 	m := es.NewMapper[es.Event](nil)
 	if err := m.Register(&mDeposited{}); err != nil {
