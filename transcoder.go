@@ -22,6 +22,28 @@ import (
 // registered [Transcoding]. Built in are uuid_hex ([uuid.UUID]),
 // datetime_iso ([time.Time]) and decimal_str ([Decimal]).
 //
+// A type that cannot be written without losing what it holds is refused,
+// as Python's json raises TypeError, with an error wrapping
+// [ErrUnsupportedType] that names it and says to register a Transcoding
+// for it (which makes it fine):
+//   - a type with its own MarshalJSON or MarshalText (netip.Addr,
+//     big.Float, a struct embedding time.Time, a user type), since its own
+//     JSON is neither its fields nor its underlying kind, which is all the
+//     transcoder would write; *big.Int, an integer, is the exception;
+//   - a struct with fields but none exported (and not all tagged "-");
+//   - []byte: JSON has no bytes;
+//   - json.RawMessage: its bytes would be stored as given rather than as
+//     Python writes JSON, and could not be read back byte for byte; decode
+//     it into an any or an [Object] and store that.
+//
+// Such a type is refused wherever it appears, in an empty slice or a nil
+// pointer too, and the decoder refuses to decode into it. Other named types
+// are written as their kind and read back exactly: a time.Duration is an
+// integer number of nanoseconds (Python reads an int, not a timedelta:
+// register a Transcoding to write it otherwise); an array of bytes is a
+// list of numbers; struct{} and a struct whose fields are all tagged "-"
+// are written as {}.
+//
 // What the encoder writes, the decoder reads back. Both bound nesting at
 // 10000 arrays and objects, counted alike (a registered type's
 // {"_type_": ..., "_data_": ...} wrapper is one): the encoder refuses a
@@ -166,10 +188,10 @@ func (t *Transcoder) AppendEncode(dst []byte, v any) ([]byte, error) {
 }
 
 // Decode decodes JSON into the value v points to. It returns an error
-// wrapping [ErrSyntax] (with the byte offset) for invalid JSON,
-// (and for nesting deeper than 10000 arrays and objects),
-// [ErrUnknownTranscoding] (naming it) for an unknown "_type_", and
-// [ErrDecode] (with the path) for JSON that does not fit v.
+// wrapping [ErrSyntax] (with the byte offset) for invalid JSON or nesting
+// deeper than 10000 arrays and objects, [ErrUnknownTranscoding] (naming it)
+// for an unknown "_type_", [ErrDecode] (with the path) for JSON that does
+// not fit v, and [ErrUnsupportedType] for a v of a type the encoder refuses.
 func (t *Transcoder) Decode(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {

@@ -37,6 +37,11 @@ func (t *Transcoder) newDecoder(typ reflect.Type) decoderFunc {
 	if tr := t.lookupType(typ); tr != nil {
 		return transcodingDecoder(tr)
 	}
+	// What the encoder refuses to write, the decoder refuses to fill (with
+	// the same error), rather than fill it partly or not at all.
+	if _, err := t.typeEncoder(typ); err != nil {
+		return func(*decodeState, reflect.Value) error { return clonePath(err) }
+	}
 	switch typ {
 	case objectType:
 		return func(d *decodeState, v reflect.Value) error {
@@ -161,9 +166,6 @@ func (t *Transcoder) newDecoder(typ reflect.Type) decoderFunc {
 	case reflect.Map:
 		return t.mapDecoder(typ)
 	case reflect.Slice, reflect.Array:
-		if typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Uint8 && t.lookupType(typ.Elem()) == nil {
-			break
-		}
 		elem := t.decoder(typ.Elem())
 		isSlice := typ.Kind() == reflect.Slice
 		return func(d *decodeState, v reflect.Value) error {

@@ -1,6 +1,7 @@
 package eventsourcing
 
 import (
+	"encoding"
 	"fmt"
 	"math"
 	"math/big"
@@ -117,9 +118,27 @@ func (e *encodeState) unfollow(k refKey) {
 	e.refs--
 }
 
+// typeEncoder is a type's cached encoder, and why the type cannot be
+// encoded, if it cannot.
+type typeEncoder struct {
+	f   encoderFunc
+	err error
+}
+
 func (t *Transcoder) encoder(typ reflect.Type) encoderFunc {
-	if f, ok := t.enc.Load(typ); ok {
-		return f.(encoderFunc)
+	f, _ := t.typeEncoder(typ)
+	return f
+}
+
+// typeEncoder returns the encoder of typ and, if no value of typ can be
+// encoded (it holds a type the transcoder refuses, even in an empty slice or
+// a nil pointer), why. For a type being built (a recursive type) the error is
+// not known yet: it is nil, and the encoder still refuses values when
+// called.
+func (t *Transcoder) typeEncoder(typ reflect.Type) (encoderFunc, error) {
+	if te, ok := t.enc.Load(typ); ok {
+		te := te.(*typeEncoder)
+		return te.f, te.err
 	}
 	// An indirect placeholder lets recursive types refer to themselves.
 	var (
@@ -127,39 +146,131 @@ func (t *Transcoder) encoder(typ reflect.Type) encoderFunc {
 		f  encoderFunc
 	)
 	wg.Add(1)
-	fi, loaded := t.enc.LoadOrStore(typ, encoderFunc(func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	te, loaded := t.enc.LoadOrStore(typ, &typeEncoder{f: func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 		wg.Wait()
 		return f(e, b, v)
-	}))
+	}})
 	if loaded {
-		return fi.(encoderFunc)
+		te := te.(*typeEncoder)
+		return te.f, te.err
 	}
-	f = t.newEncoder(typ)
+	f, err := t.newEncoder(typ)
 	wg.Done()
-	t.enc.Store(typ, f)
-	return f
+	t.enc.Store(typ, &typeEncoder{f, err})
+	return f, err
 }
 
-func unsupported(typ reflect.Type, why string) encoderFunc {
-	return func(*encodeState, []byte, reflect.Value) ([]byte, error) {
-		return nil, fmt.Errorf("%w: %v%s", ErrUnsupportedType, typ, why)
+// refuse returns an encoder that fails with err, and err.
+func refuse(err error) (encoderFunc, error) {
+	return func(*encodeState, []byte, reflect.Value) ([]byte, error) { return nil, clonePath(err) }, err
+}
+
+// clonePath returns a copy of a cached error that callers may add a path to.
+func clonePath(err error) error {
+	if pe, ok := err.(*pathError); ok {
+		return &pathError{segs: slices.Clone(pe.segs), err: pe.err}
 	}
+	return err
+}
+
+// typeAtPath is atPath for a cached error: it leaves err as it is.
+func typeAtPath(err error, seg string) error {
+	if pe, ok := err.(*pathError); ok {
+		return &pathError{segs: append(slices.Clone(pe.segs), seg), err: pe.err}
+	}
+	return &pathError{segs: []string{seg}, err: err}
+}
+
+var (
+	jsonMarshalerType = reflect.TypeFor[interface{ MarshalJSON() ([]byte, error) }]()
+	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// refusedType says why values of typ, which has no registered transcoding,
+// cannot be written without losing what they hold, or returns nil. Such a
+// type has its own MarshalJSON or MarshalText (its JSON is not its fields or
+// its underlying kind: netip.Addr, big.Float, a struct embedding time.Time),
+// or keeps its state in unexported fields only, or is bytes, which JSON
+// cannot hold. Pointers and interfaces are judged by what they point to or
+// hold.
+func refusedType(typ reflect.Type) error {
+	switch typ.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		return nil
+	}
+	switch typ {
+	case bigIntType, objectType:
+		return nil
+	}
+	register := fmt.Sprintf("register a Transcoding[%v] for it with RegisterTranscoding", typ)
+	if typ.PkgPath() == "encoding/json" && typ.Name() == "RawMessage" {
+		return fmt.Errorf("%w: %v: raw JSON would be stored neither as Python writes JSON nor read back byte for byte: "+
+			"put the value decoded into an any or an Object instead, or %s", ErrUnsupportedType, typ, register)
+	}
+	if typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Uint8 {
+		return fmt.Errorf("%w: %v: JSON has no bytes: use a string, or %s", ErrUnsupportedType, typ, register)
+	}
+	for _, m := range []struct {
+		name string
+		typ  reflect.Type
+	}{{"MarshalJSON", jsonMarshalerType}, {"MarshalText", textMarshalerType}} {
+		if typ.Implements(m.typ) || reflect.PointerTo(typ).Implements(m.typ) {
+			return fmt.Errorf("%w: %v has its own %s, which the transcoder does not call, so its value would be written wrongly or lost: %s",
+				ErrUnsupportedType, typ, m.name, register)
+		}
+	}
+	if typ.Kind() == reflect.Struct && len(structFields(typ)) == 0 && hidesState(typ, map[reflect.Type]bool{}) {
+		return fmt.Errorf("%w: %v has no exported fields, so its value would be lost: export them, or %s", ErrUnsupportedType, typ, register)
+	}
+	return nil
+}
+
+// hidesState reports whether a struct has an unexported field not tagged
+// "-", directly or in an embedded struct.
+func hidesState(typ reflect.Type, walking map[reflect.Type]bool) bool {
+	walking[typ] = true
+	for i := range typ.NumField() {
+		sf := typ.Field(i)
+		if sf.Tag.Get("json") == "-" {
+			continue
+		}
+		ft := sf.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if sf.Anonymous && ft.Kind() == reflect.Struct {
+			if !walking[ft] && hidesState(ft, walking) {
+				return true
+			}
+			continue
+		}
+		if !sf.IsExported() {
+			return true
+		}
+	}
+	return false
 }
 
 func indexSegment(i int) string { return "[" + strconv.Itoa(i) + "]" }
 
-func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
+func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
 	if tr := t.lookupType(typ); tr != nil {
-		return transcodingEncoder(tr)
+		return transcodingEncoder(tr), nil
+	}
+	if err := refusedType(typ); err != nil {
+		return refuse(err)
 	}
 	switch typ {
 	case objectType:
-		return encodeObject
+		return encodeObject, nil
 	case bigIntType:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			x := v.Addr().Interface().(*big.Int)
+			if v.CanAddr() {
+				return v.Addr().Interface().(*big.Int).Append(b, 10), nil
+			}
+			x := v.Interface().(big.Int) // a copy sharing its digits: only read
 			return x.Append(b, 10), nil
-		}
+		}, nil
 	}
 	if typ.Kind() == reflect.Pointer && typ.Elem() == bigIntType {
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
@@ -167,7 +278,7 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 				return append(b, "null"...), nil
 			}
 			return v.Interface().(*big.Int).Append(b, 10), nil
-		}
+		}, nil
 	}
 	switch typ.Kind() {
 	case reflect.Bool:
@@ -176,35 +287,33 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 				return append(b, "true"...), nil
 			}
 			return append(b, "false"...), nil
-		}
+		}, nil
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return strconv.AppendInt(b, v.Int(), 10), nil
-		}
+		}, nil
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return strconv.AppendUint(b, v.Uint(), 10), nil
-		}
+		}, nil
 	case reflect.Float32, reflect.Float64:
 		bits := typ.Bits()
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return appendPyFloat(b, v.Float(), bits), nil
-		}
+		}, nil
 	case reflect.String:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return appendPyString(b, v.String())
-		}
+		}, nil
 	case reflect.Struct:
 		return t.structEncoder(typ)
 	case reflect.Map:
 		return t.mapEncoder(typ)
-	case reflect.Slice:
-		if typ.Elem().Kind() == reflect.Uint8 && t.lookupType(typ.Elem()) == nil {
-			return unsupported(typ, " (JSON has no bytes: use a string, or register a Transcoding)")
+	case reflect.Slice, reflect.Array:
+		elem, err := t.typeEncoder(typ.Elem())
+		if err != nil {
+			return refuse(err)
 		}
-		fallthrough
-	case reflect.Array:
-		elem := t.encoder(typ.Elem())
 		isSlice := typ.Kind() == reflect.Slice
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if err := e.enter(typ); err != nil {
@@ -232,9 +341,12 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 			}
 			e.depth--
 			return append(b, ']'), nil
-		}
+		}, nil
 	case reflect.Pointer:
-		elem := t.encoder(typ.Elem())
+		elem, err := t.typeEncoder(typ.Elem())
+		if err != nil {
+			return refuse(err)
+		}
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.IsNil() {
 				return append(b, "null"...), nil
@@ -248,7 +360,7 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 			}
 			e.unfollow(k)
 			return b, nil
-		}
+		}, nil
 	case reflect.Interface:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.IsNil() {
@@ -256,9 +368,9 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 			}
 			x := v.Elem()
 			return e.t.encoder(x.Type())(e, b, x)
-		}
+		}, nil
 	}
-	return unsupported(typ, "")
+	return refuse(fmt.Errorf("%w: %v: JSON has no form for a %v", ErrUnsupportedType, typ, typ.Kind()))
 }
 
 func transcodingEncoder(tr *transcoding) encoderFunc {
@@ -430,11 +542,14 @@ func fieldByIndex(v reflect.Value, index []int) (reflect.Value, bool) {
 	return v, true
 }
 
-func (t *Transcoder) structEncoder(typ reflect.Type) encoderFunc {
+func (t *Transcoder) structEncoder(typ reflect.Type) (encoderFunc, error) {
 	fields := structFields(typ)
 	encs := make([]encoderFunc, len(fields))
 	for i, f := range fields {
-		encs[i] = t.encoder(f.typ)
+		var err error
+		if encs[i], err = t.typeEncoder(f.typ); err != nil {
+			return refuse(typeAtPath(err, f.name))
+		}
 	}
 	var suffix []byte
 	if cv := classVersionOf(typ); cv > 1 {
@@ -470,10 +585,10 @@ func (t *Transcoder) structEncoder(typ reflect.Type) encoderFunc {
 		}
 		e.depth--
 		return append(b, '}'), nil
-	}
+	}, nil
 }
 
-func (t *Transcoder) mapEncoder(typ reflect.Type) encoderFunc {
+func (t *Transcoder) mapEncoder(typ reflect.Type) (encoderFunc, error) {
 	kt := typ.Key()
 	var keyString func(reflect.Value) string
 	switch kt.Kind() {
@@ -484,9 +599,12 @@ func (t *Transcoder) mapEncoder(typ reflect.Type) encoderFunc {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		keyString = func(k reflect.Value) string { return strconv.FormatUint(k.Uint(), 10) }
 	default:
-		return unsupported(typ, " (map keys must be strings or integers)")
+		return refuse(fmt.Errorf("%w: %v (map keys must be strings or integers)", ErrUnsupportedType, typ))
 	}
-	elem := t.encoder(typ.Elem())
+	elem, err := t.typeEncoder(typ.Elem())
+	if err != nil {
+		return refuse(err)
+	}
 	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 		if err := e.enter(typ); err != nil {
 			return nil, err
@@ -524,7 +642,7 @@ func (t *Transcoder) mapEncoder(typ reflect.Type) encoderFunc {
 		e.unfollow(ref)
 		e.depth--
 		return append(b, '}'), nil
-	}
+	}, nil
 }
 
 // appendPyFloat writes a float as Python's repr does.

@@ -1,9 +1,11 @@
 package eventsourcing_test
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"math/big"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -572,4 +574,164 @@ func mustEncode(t *testing.T, tr *es.Transcoder, over any, limit int) []byte {
 		return []byte(`{"_type_":"box","_data_":` + string(b) + "}")
 	}
 	return []byte(`{"k":` + string(b) + "}")
+}
+
+// jsonMarshaled has exported fields and its own MarshalJSON.
+type jsonMarshaled struct{ X int }
+
+func (j jsonMarshaled) MarshalJSON() ([]byte, error) { return []byte(`"custom"`), nil }
+
+// level is an integer that marshals itself as text (through its pointer).
+type level int
+
+func (l *level) MarshalText() ([]byte, error) { return []byte("high"), nil }
+
+// secret holds its state in unexported fields.
+type secret struct{ s string }
+
+// stamped embeds time.Time, whose MarshalJSON it thereby has.
+type stamped struct {
+	time.Time
+	N int `json:"n"`
+}
+
+// skipped has only fields tagged "-": deliberately nothing to write.
+type skipped struct {
+	cache map[string]int `json:"-"`
+	Temp  int            `json:"-"`
+}
+
+func TestTranscoderRefusesOpaqueTypes(t *testing.T) {
+	tr := es.NewTranscoder()
+	addr := netip.MustParseAddr("192.0.2.1")
+	for _, c := range []struct {
+		name string
+		v    any
+		want []string // in the error
+	}{
+		{"netip.Addr", addr, []string{"netip.Addr", "MarshalText", "RegisterTranscoding"}},
+		{"netip.Addr field", struct {
+			A netip.Addr `json:"a"`
+		}{addr}, []string{"netip.Addr", "at a"}},
+		{"zero netip.Addr in a slice", []netip.Addr{{}}, []string{"netip.Addr"}},
+		{"no netip.Addr in a slice", []netip.Addr{}, []string{"netip.Addr"}},
+		{"no netip.Addr in a map", map[string]netip.Addr{}, []string{"netip.Addr"}},
+		{"*big.Float", big.NewFloat(1.5), []string{"big.Float"}},
+		{"nil *big.Float field", struct {
+			F *big.Float `json:"f"`
+		}{}, []string{"big.Float", "at f"}},
+		{"netip.Addr in an interface", []any{1, addr}, []string{"netip.Addr", "at [1]"}}, // decodes as []any
+		{"user type with MarshalJSON", map[string]any{"j": jsonMarshaled{1}}, []string{"jsonMarshaled", "MarshalJSON", "at j"}},
+		{"user type with MarshalJSON itself", jsonMarshaled{1}, []string{"jsonMarshaled", "MarshalJSON"}},
+		{"integer type with MarshalText", level(2), []string{"level", "MarshalText"}},
+		{"struct with unexported fields only", secret{"x"}, []string{"secret", "no exported fields"}},
+		{"struct embedding time.Time", stamped{time.Now(), 1}, []string{"stamped", "MarshalJSON"}},
+		{"nested", struct {
+			Inner struct {
+				S []secret `json:"s"`
+			} `json:"inner"`
+		}{}, []string{"secret", "at inner.s"}},
+		{"[]byte", []byte("x"), []string{"[]uint8", "RegisterTranscoding"}},
+		{"json.RawMessage", json.RawMessage(`{"a":1}`), []string{"json.RawMessage", "Object"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := tr.Encode(c.v)
+			if !errors.Is(err, es.ErrUnsupportedType) {
+				t.Fatalf("Encode(%#v): %v, want ErrUnsupportedType", c.v, err)
+			}
+			t.Log(err)
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			// The same error each time (a cached error is not added to).
+			if _, err2 := tr.Encode(c.v); err2 == nil || err2.Error() != err.Error() {
+				t.Errorf("second Encode: %v, first %v", err2, err)
+			}
+			// Nor does the decoder fill such a type, with the same error.
+			switch c.v.(type) {
+			case []any, map[string]any:
+				return
+			}
+			b, _ := json.Marshal(c.v)
+			target := reflect.New(reflect.TypeOf(c.v))
+			if derr := tr.Decode(b, target.Interface()); derr == nil || derr.Error() != err.Error() {
+				t.Errorf("Decode(%s) into %T: %v, want %v", b, c.v, derr, err)
+			}
+		})
+	}
+
+	// With a transcoding registered, the same types are fine.
+	if err := es.RegisterTranscoding(tr, es.Transcoding[netip.Addr]{Name: "ip_address",
+		Encode: func(a netip.Addr) (any, error) { return a.String(), nil },
+		Decode: func(d any) (netip.Addr, error) { s, _ := d.(string); return netip.ParseAddr(s) }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := es.RegisterTranscoding(tr, es.Transcoding[[]byte]{Name: "bytes_hex",
+		Encode: func(b []byte) (any, error) { return hex.EncodeToString(b), nil },
+		Decode: func(d any) ([]byte, error) { s, _ := d.(string); return hex.DecodeString(s) }}); err != nil {
+		t.Fatal(err)
+	}
+	type withAddr struct {
+		A    netip.Addr   `json:"a"`
+		List []netip.Addr `json:"list"`
+		B    []byte       `json:"b"`
+	}
+	in := withAddr{A: addr, List: []netip.Addr{addr}, B: []byte{1, 2}}
+	b, err := tr.Encode(in)
+	want := `{"a":{"_type_":"ip_address","_data_":"192.0.2.1"},"list":[{"_type_":"ip_address","_data_":"192.0.2.1"}],"b":{"_type_":"bytes_hex","_data_":"0102"}}`
+	if err != nil || string(b) != want {
+		t.Fatalf("registered: %s, %v", b, err)
+	}
+	var out withAddr
+	if err := tr.Decode(b, &out); err != nil || out.A != addr || out.List[0] != addr || string(out.B) != "\x01\x02" {
+		t.Errorf("registered round trip: %+v, %v", out, err)
+	}
+}
+
+// TestTranscoderEdgeTypes pins what happens to the types that are neither
+// plain JSON nor refused.
+func TestTranscoderEdgeTypes(t *testing.T) {
+	tr := es.NewTranscoder()
+	type durations struct {
+		D time.Duration            `json:"d"`
+		M map[string]time.Duration `json:"m"`
+	}
+	// time.Duration is an int64 of nanoseconds with no MarshalText: it is
+	// written as that integer and reads back exactly.
+	in := durations{D: 1500 * time.Millisecond, M: map[string]time.Duration{"max": -time.Nanosecond}}
+	b, err := tr.Encode(in)
+	if err != nil || string(b) != `{"d":1500000000,"m":{"max":-1}}` {
+		t.Fatalf("time.Duration: %s, %v", b, err)
+	}
+	var out durations
+	if err := tr.Decode(b, &out); err != nil || out.D != in.D || out.M["max"] != in.M["max"] {
+		t.Errorf("time.Duration round trip: %+v, %v", out, err)
+	}
+	// An empty struct has nothing to lose: {} and back.
+	b, err = tr.Encode(map[string]struct{}{"a": {}})
+	if err != nil || string(b) != `{"a":{}}` {
+		t.Errorf("struct{}: %s, %v", b, err)
+	}
+	var set map[string]struct{}
+	if err := tr.Decode(b, &set); err != nil || len(set) != 1 {
+		t.Errorf("struct{} round trip: %v, %v", set, err)
+	}
+	// A struct whose fields are all tagged "-" is written as {} by choice.
+	if b, err := tr.Encode(skipped{Temp: 1}); err != nil || string(b) != `{}` {
+		t.Errorf("all fields skipped: %s, %v", b, err)
+	}
+	// *big.Int is an integer, however large; by value too.
+	n, _ := new(big.Int).SetString("-123456789012345678901234567890", 10)
+	b, err = tr.Encode([]any{n, *n, (*big.Int)(nil)})
+	if err != nil || string(b) != `[-123456789012345678901234567890,-123456789012345678901234567890,null]` {
+		t.Errorf("big.Int: %s, %v", b, err)
+	}
+	// Fixed-size byte arrays are lists of numbers, and read back.
+	b, err = tr.Encode([3]byte{1, 2, 255})
+	var arr [3]byte
+	if err != nil || string(b) != `[1,2,255]` || tr.Decode(b, &arr) != nil || arr != [3]byte{1, 2, 255} {
+		t.Errorf("[3]byte: %s, %v, %v", b, err, arr)
+	}
 }
