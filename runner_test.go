@@ -1,0 +1,525 @@
+package eventsourcing_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	es "github.com/seed06b138f8/eventsourcing"
+	"github.com/seed06b138f8/eventsourcing/dialect/postgres"
+	"github.com/seed06b138f8/eventsourcing/dialect/sqlite"
+	"github.com/seed06b138f8/eventsourcing/internal/pgtest"
+)
+
+// Upstream and downstream events of the runner tests.
+type upEvent struct {
+	es.DomainEvent
+	N int64 `json:"n"`
+}
+
+type downEvent struct {
+	es.DomainEvent
+	Upstream int64 `json:"upstream"` // upstream notification ID
+	N        int64 `json:"n"`
+}
+
+func upStore(t testing.TB, r es.AggregateRecorder) *es.EventStore[*upEvent] {
+	m := es.NewMapper[*upEvent](nil)
+	if err := m.Register(&upEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	return es.NewEventStore(m, r)
+}
+
+func downStore(t testing.TB, r es.AggregateRecorder) *es.EventStore[*downEvent] {
+	m := es.NewMapper[*downEvent](nil)
+	if err := m.Register(&downEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	return es.NewEventStore(m, r)
+}
+
+// putUp puts n upstream events (one aggregate each) and returns the last
+// notification ID.
+func putUp(t testing.TB, s *es.EventStore[*upEvent], n int) int64 {
+	t.Helper()
+	var last int64
+	for done := 0; done < n; {
+		k := min(n-done, 500)
+		evs := make([]*upEvent, k)
+		for i := range evs {
+			evs[i] = &upEvent{DomainEvent: es.NewDomainEvent(uuid.New(), 1), N: int64(done + i)}
+		}
+		ids, err := s.Put(context.Background(), evs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ids[k-1]
+		done += k
+	}
+	return last
+}
+
+// handleOne makes one downstream event per upstream event: a new
+// aggregate, so that processing a notification twice would show as two.
+func handleOne(_ context.Context, u es.Recorded[*upEvent]) ([]*downEvent, error) {
+	return []*downEvent{{DomainEvent: es.NewDomainEvent(uuid.New(), 1), Upstream: u.ID, N: u.Event.N}}, nil
+}
+
+// checkDownstream checks that downstream holds exactly one result per
+// upstream notification up to last (those of topic upEvent in upstream)
+// and tracks last.
+func checkDownstream(t *testing.T, up es.ApplicationRecorder, down es.ProcessRecorder, name string, last int64) {
+	t.Helper()
+	ctx := context.Background()
+	ns, err := up.SelectNotifications(ctx, 0, 1<<30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]int{}
+	for _, n := range ns {
+		if n.ID <= last {
+			want[n.ID] = 0
+		}
+	}
+	ds := downStore(t, down)
+	got, err := down.SelectNotifications(ctx, 0, 1<<30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range got {
+		e, err := ds.Mapper.FromStoredEvent(n.StoredEvent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := want[e.Upstream]; !ok {
+			t.Fatalf("downstream event for upstream notification %d, which is not in the upstream log up to %d", e.Upstream, last)
+		}
+		want[e.Upstream]++
+	}
+	bad := 0
+	for id, c := range want {
+		if c != 1 {
+			if bad < 5 {
+				t.Errorf("upstream notification %d has %d downstream results, want 1", id, c)
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d upstream notifications not processed exactly once", bad, len(want))
+	}
+	if got, err := down.MaxTrackingID(ctx, name); err != nil || got != last {
+		t.Fatalf("tracking %d (%v), want the upstream maximum %d", got, err, last)
+	}
+}
+
+// runnerBackend gives an upstream and a downstream recorder: in memory, in
+// two SQLite files (one per application), or in two Postgres schemas.
+type runnerBackend struct {
+	name string
+	open func(t *testing.T) (up es.ApplicationRecorder, down es.ProcessRecorder)
+}
+
+var runnerBackends = []runnerBackend{
+	{"Memory", func(t *testing.T) (es.ApplicationRecorder, es.ProcessRecorder) {
+		return es.NewMemoryRecorder(), es.NewMemoryRecorder()
+	}},
+	{"SQLite", func(t *testing.T) (es.ApplicationRecorder, es.ProcessRecorder) {
+		u, _, _ := sqliteFile(t)
+		d, _, _ := sqliteFile(t)
+		return newSQLRecorder(t, u, sqlite.Dialect{}, "", es.SQLOptions{}), newSQLRecorder(t, d, sqlite.Dialect{}, "", es.SQLOptions{})
+	}},
+	{"Postgres", func(t *testing.T) (es.ApplicationRecorder, es.ProcessRecorder) {
+		db := pgtest.DB(t)
+		return newSQLRecorder(t, db, postgres.Dialect{}, pgtest.Schema(t, db), es.SQLOptions{AppName: "Up"}),
+			newSQLRecorder(t, db, postgres.Dialect{}, pgtest.Schema(t, db), es.SQLOptions{AppName: "Down"})
+	}},
+}
+
+// startRunner runs r in a goroutine; stop cancels it and returns Run's
+// error.
+func startRunner[U, D es.Event](r *es.Runner[U, D]) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(5 * time.Second):
+			return errors.New("Run did not return within 5 s of its context's end")
+		}
+	}
+}
+
+func waitTracked(t *testing.T, down es.ProcessRecorder, name string, id int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := es.WaitTracking(ctx, down, name, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunner(t *testing.T) {
+	for _, b := range runnerBackends {
+		for _, batch := range []int{1, 7, 0} {
+			t.Run(fmt.Sprintf("%s/Batch%d", b.name, batch), func(t *testing.T) {
+				up, down := b.open(t)
+				us, ds := upStore(t, up), downStore(t, down)
+				last := putUp(t, us, 40)
+				g0 := runtime.NumGoroutine()
+				r, err := es.NewRunner("Up", us, ds, handleOne, &es.RunnerOptions{BatchSize: batch, Subscribe: es.SubscribeOptions{PollInterval: 100 * time.Millisecond}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				stop := startRunner(r)
+				waitTracked(t, down, "Up", last)
+				// New upstream events are processed as they commit.
+				last = putUp(t, us, 25)
+				waitTracked(t, down, "Up", last)
+				if err := stop(); !errors.Is(err, context.Canceled) {
+					t.Fatalf("Run returned %v, want context.Canceled", err)
+				}
+				checkDownstream(t, up, down, "Up", last)
+				// Resumed: nothing again, the new ones once.
+				last = putUp(t, us, 5)
+				stop = startRunner(r)
+				waitTracked(t, down, "Up", last)
+				if err := stop(); !errors.Is(err, context.Canceled) {
+					t.Fatal(err)
+				}
+				checkDownstream(t, up, down, "Up", last)
+				for deadline := time.Now().Add(3 * time.Second); runtime.NumGoroutine() > g0; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("%d goroutines after the runner stopped, %d before", runtime.NumGoroutine(), g0)
+					}
+				}
+				if db, ok := down.(interface{ DB() *sql.DB }); ok {
+					if n := db.DB().Stats().InUse; n != 0 {
+						t.Errorf("%d downstream connections in use after the runner stopped", n)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestRunnerInvalid(t *testing.T) {
+	us, ds := upStore(t, es.NewMemoryRecorder()), downStore(t, es.NewMemoryRecorder())
+	for _, name := range []string{"", "__migration__"} {
+		if _, err := es.NewRunner(name, us, ds, handleOne, nil); !errors.Is(err, es.ErrProgramming) {
+			t.Errorf("NewRunner(%q): %v, want ErrProgramming", name, err)
+		}
+	}
+	if _, err := es.NewRunner("Up", us, ds, nil, nil); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("nil handler: %v, want ErrProgramming", err)
+	}
+}
+
+func TestRunnerHandlerError(t *testing.T) {
+	boom := errors.New("boom")
+	// failing fails notification 5 the first times times.
+	failing := func(times int, calls *atomic.Int64) es.Handler[*upEvent, *downEvent] {
+		var failed atomic.Int64
+		return func(ctx context.Context, u es.Recorded[*upEvent]) ([]*downEvent, error) {
+			calls.Add(1)
+			if u.ID == 5 && failed.Load() < int64(times) {
+				failed.Add(1)
+				return nil, boom
+			}
+			return handleOne(ctx, u)
+		}
+	}
+	t.Run("StopAtFirst", func(t *testing.T) {
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		putUp(t, us, 10)
+		var calls atomic.Int64
+		r, err := es.NewRunner("Up", us, downStore(t, down), failing(1, &calls), &es.RunnerOptions{BatchSize: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.Run(context.Background())
+		if !errors.Is(err, boom) {
+			t.Fatalf("Run: %v, want the handler's error", err)
+		}
+		t.Log(err)
+		// 1..4, before the failure in the same batch, are committed; 5 is
+		// not skipped.
+		checkDownstream(t, up, down, "Up", 4)
+		// Run again: the handler now succeeds.
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- r.Run(ctx) }()
+		waitTracked(t, down, "Up", 10)
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+		checkDownstream(t, up, down, "Up", 10)
+	})
+	t.Run("Retry", func(t *testing.T) {
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		putUp(t, us, 10)
+		var calls atomic.Int64
+		var retried []int
+		r, err := es.NewRunner("Up", us, downStore(t, down), failing(2, &calls), &es.RunnerOptions{
+			BatchSize: 3, Retries: 3, RetryDelay: time.Millisecond,
+			OnRetry: func(err error, attempt int) {
+				if !errors.Is(err, boom) {
+					t.Errorf("OnRetry(%v)", err)
+				}
+				retried = append(retried, attempt)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := startRunner(r)
+		waitTracked(t, down, "Up", 10)
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+		if !slices.Equal(retried, []int{1, 2}) {
+			t.Errorf("retried attempts %v, want [1 2]", retried)
+		}
+		checkDownstream(t, up, down, "Up", 10)
+	})
+	t.Run("RetryForeverUntilCancelled", func(t *testing.T) {
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		putUp(t, us, 10)
+		var calls atomic.Int64
+		r, err := es.NewRunner("Up", us, downStore(t, down), failing(1<<30, &calls), &es.RunnerOptions{Retries: -1, RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := startRunner(r)
+		for calls.Load() < 20 {
+			time.Sleep(time.Millisecond)
+		}
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run: %v, want context.Canceled", err)
+		}
+		checkDownstream(t, up, down, "Up", 4)
+	})
+}
+
+// Two runners on one downstream, one transaction per notification: the
+// tracking conflict makes the later one skip what the other recorded, so
+// each notification is processed once. (With batches, see Runner's doc.)
+func TestRunnerSkipsTracked(t *testing.T) {
+	for _, b := range runnerBackends {
+		t.Run(b.name, func(t *testing.T) {
+			up, down := b.open(t)
+			us, ds := upStore(t, up), downStore(t, down)
+			var stops []func() error
+			for range 2 {
+				r, err := es.NewRunner("Up", us, ds, handleOne, &es.RunnerOptions{BatchSize: 1, Retries: -1, RetryDelay: time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				stops = append(stops, startRunner(r))
+			}
+			var last int64
+			for range 20 {
+				last = putUp(t, us, 10)
+			}
+			waitTracked(t, down, "Up", last)
+			for _, stop := range stops {
+				if err := stop(); !errors.Is(err, context.Canceled) {
+					t.Fatal(err)
+				}
+			}
+			checkDownstream(t, up, down, "Up", last)
+		})
+	}
+}
+
+// Environment of TestRunnerKillChild.
+const (
+	envKillBackend = "ES_TEST_KILL_BACKEND" // sqlite or postgres
+	envKillUp      = "ES_TEST_KILL_UP"      // SQLite file or Postgres schema
+	envKillDown    = "ES_TEST_KILL_DOWN"
+	envKillBatch   = "ES_TEST_KILL_BATCH"
+	envKillTarget  = "ES_TEST_KILL_TARGET"
+)
+
+func openKillStores(t testing.TB, backend, upName, downName string) (es.ApplicationRecorder, es.ProcessRecorder) {
+	t.Helper()
+	ctx := context.Background()
+	switch backend {
+	case "sqlite":
+		open := func(path string) *es.SQLRecorder {
+			db, err := sqlite.Open(ctx, path, 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			r, err := es.NewSQLRecorder(ctx, db, sqlite.Dialect{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.CreateTables(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		return open(upName), open(downName)
+	default:
+		db := pgtest.DB(t)
+		open := func(schema, app string) *es.SQLRecorder {
+			r, err := es.NewSQLRecorder(ctx, db, postgres.Dialect{}, &es.SQLOptions{AppName: app, Schema: schema})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.CreateTables(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		return open(upName, "Up"), open(downName, "Down")
+	}
+}
+
+// TestRunnerKillChild is the runner process that TestRunnerKilled kills:
+// it processes upstream notifications until the target is tracked.
+func TestRunnerKillChild(t *testing.T) {
+	backend := os.Getenv(envKillBackend)
+	if backend == "" {
+		t.Skip("run by TestRunnerKilled")
+	}
+	up, down := openKillStores(t, backend, os.Getenv(envKillUp), os.Getenv(envKillDown))
+	batch, _ := strconv.Atoi(os.Getenv(envKillBatch))
+	target, _ := strconv.ParseInt(os.Getenv(envKillTarget), 10, 64)
+	r, err := es.NewRunner("Up", upStore(t, up), downStore(t, down), handleOne, &es.RunnerOptions{BatchSize: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	if err := es.WaitTracking(ctx, down, "Up", target); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}
+
+// TestRunnerKilled kills the runner process with SIGKILL at random points
+// (10 times) while it processes 10,000 upstream notifications, restarting
+// it each time; after the last run, downstream holds exactly one result per
+// upstream notification and tracks the upstream maximum.
+func TestRunnerKilled(t *testing.T) {
+	if os.Getenv(envKillBackend) != "" {
+		return
+	}
+	const total, kills = 10_000, 10
+	backends := []string{"sqlite"}
+	if os.Getenv(pgtest.EnvDSN) != "" || os.Getenv(pgtest.EnvRequire) == "1" {
+		backends = append(backends, "postgres")
+	}
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			var upName, downName string
+			if backend == "sqlite" {
+				dir := t.TempDir()
+				upName, downName = filepath.Join(dir, "up.db"), filepath.Join(dir, "down.db")
+			} else {
+				db := pgtest.DB(t)
+				upName, downName = pgtest.Schema(t, db), pgtest.Schema(t, db)
+			}
+			up, down := openKillStores(t, backend, upName, downName)
+			last := putUp(t, upStore(t, up), total)
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+			// Kill points: after random amounts of progress, increasing.
+			points := make([]int64, kills)
+			for i := range points {
+				points[i] = 1 + rng.Int64N(last-1)
+			}
+			slices.Sort(points)
+			tracked := func() int64 {
+				n, err := down.MaxTrackingID(context.Background(), "Up")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			var killedAt []int64
+			for run := 0; run <= kills; run++ {
+				batch := []int{1, 13, 100}[run%3]
+				cmd := exec.Command(os.Args[0], "-test.run=^TestRunnerKillChild$")
+				cmd.Env = append(os.Environ(), envKillBackend+"="+backend, envKillUp+"="+upName, envKillDown+"="+downName,
+					envKillBatch+"="+strconv.Itoa(batch), envKillTarget+"="+strconv.FormatInt(last, 10))
+				out := new(syncBuffer)
+				cmd.Stdout, cmd.Stderr = out, out
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				if run == kills {
+					if err := cmd.Wait(); err != nil {
+						t.Fatalf("last run: %v\n%s", err, out)
+					}
+					break
+				}
+				// Wait for progress past the kill point (or a random time,
+				// if it is already past), then kill.
+				deadline := time.Now().Add(60 * time.Second)
+				for tracked() < points[run] && time.Now().Before(deadline) {
+					time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
+				}
+				time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				err := cmd.Wait()
+				killedAt = append(killedAt, tracked())
+				if err == nil {
+					t.Logf("run %d had finished before the kill", run)
+				}
+			}
+			t.Logf("killed at tracking %v of %d", killedAt, last)
+			checkDownstream(t, up, down, "Up", last)
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a child's stdout and stderr.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
