@@ -64,6 +64,14 @@ type SingleWriter interface {
 	SingleWriter() bool
 }
 
+// ConsecutiveIDs is implemented by single-writer dialects whose
+// notification IDs of one multi-row INSERT are consecutive and end at the
+// driver's LastInsertId (SQLite's rowid, with the write lock held), so that
+// the SQL recorder needs no RETURNING clause.
+type ConsecutiveIDs interface {
+	ConsecutiveIDs() bool
+}
+
 // BindLimiter is implemented by dialects whose databases bind a limited
 // number of parameters in one statement; the SQL recorder refuses a
 // MaxRowsPerStatement that would exceed it.

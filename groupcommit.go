@@ -211,7 +211,7 @@ func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) {
 		for _, c := range claimed {
 			c.ids, c.err = nil, nil
 		}
-		err = r.writeTx(ctx, func() bool { return true }, claimed, true)
+		err = r.writeTx(ctx, func() error { return nil }, claimed, true)
 		if err == nil {
 			return
 		}

@@ -89,13 +89,22 @@ func (r *SQLRecorder) releaseWriter() {
 }
 
 // cancelUntil returns a context that is cancelled with parent until disarm
-// is called, and never after a disarm that reports true (false: it was
-// cancelled already). release frees it. A transaction begun under it can be
-// cancelled up to its point of no return, and its COMMIT cannot be.
-func cancelUntil(parent context.Context) (ctx context.Context, disarm func() bool, release context.CancelFunc) {
+// is called, and never after a disarm that returns nil. disarm returns the
+// parent's error if the parent ended first. release frees the context. A
+// transaction begun under it can be cancelled up to its point of no
+// return, and its COMMIT cannot be.
+func cancelUntil(parent context.Context) (ctx context.Context, disarm func() error, release context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	stop := context.AfterFunc(parent, func() { cancel(context.Cause(parent)) })
-	return ctx, func() bool { return stop() && ctx.Err() == nil }, func() { stop(); cancel(nil) }
+	disarm = func() error {
+		// stop reports false once the parent has ended (even if cancel has
+		// not run yet): the parent's cause is then set.
+		if !stop() {
+			return context.Cause(parent)
+		}
+		return nil
+	}
+	return ctx, disarm, func() { stop(); cancel(nil) }
 }
 
 // commitAlone writes one call in its own transaction, on the caller's
@@ -131,7 +140,7 @@ var errAbandoned = errors.New("every caller's context ended")
 // gave up by then are left out. With savepoints, each call is inserted under
 // its own savepoint and a call that conflicts gets its own *IntegrityError
 // while the others commit; without, the first error fails the transaction.
-func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() bool, calls []*groupCall, savepoints bool) (err error) {
+func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []*groupCall, savepoints bool) (err error) {
 	if err := r.acquireWriter(ctx); err != nil {
 		return err
 	}
@@ -170,8 +179,8 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() bool, calls []*
 	if err != nil {
 		return err
 	}
-	if !disarm() {
-		return context.Cause(ctx)
+	if err := disarm(); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return r.dbError(ctx, "commit", r.events, err)
@@ -285,7 +294,7 @@ func (r *SQLRecorder) insertStatement(rows int) string {
 		p := 4*i + 1
 		b.WriteString("(" + r.d.Placeholder(p) + "," + r.d.Placeholder(p+1) + "," + r.d.Placeholder(p+2) + "," + r.d.Placeholder(p+3) + ")")
 	}
-	if !r.snapshots {
+	if !r.snapshots && !r.lastInsertID {
 		b.WriteString(" RETURNING ")
 		b.WriteString(r.nid)
 	}
@@ -315,9 +324,22 @@ func (r *SQLRecorder) insertRows(ctx context.Context, tx *sql.Tx, events []Store
 			args = append(args, r.d.UUIDArg(e.OriginatorID), e.OriginatorVersion, e.Topic, state)
 		}
 		q := r.insertStatement(len(chunk))
-		if r.snapshots {
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if r.snapshots || r.lastInsertID {
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
 				return nil, r.dbError(ctx, "insert events", r.events, err)
+			}
+			if r.snapshots {
+				continue
+			}
+			// One writer at a time: the rows of one INSERT took
+			// consecutive IDs ending at the last one inserted.
+			last, err := res.LastInsertId()
+			if err != nil {
+				return nil, r.dbError(ctx, "insert events", r.events, err)
+			}
+			for i := range int64(len(chunk)) {
+				ids = append(ids, last-int64(len(chunk))+1+i)
 			}
 			continue
 		}

@@ -73,6 +73,9 @@ type SQLRecorder struct {
 	lockTO    time.Duration
 	maxRows   int
 	writeMu   chan struct{} // a one-slot semaphore, for single-writer databases
+	// lastInsertID: notification IDs of one INSERT are consecutive and end
+	// at the driver's LastInsertId (no RETURNING needed).
+	lastInsertID bool
 	group     *groupCommitter
 
 	qEvents     string // quoted table names
@@ -153,6 +156,9 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	}
 	if sw, ok := d.(SingleWriter); ok && sw.SingleWriter() {
 		r.writeMu = make(chan struct{}, 1)
+	}
+	if c, ok := d.(ConsecutiveIDs); ok && c.ConsecutiveIDs() && r.writeMu != nil {
+		r.lastInsertID = true
 	}
 	if o.MaxGroupSize == 0 {
 		o.MaxGroupSize = 100

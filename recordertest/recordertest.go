@@ -82,6 +82,7 @@ func (o Options) Run(t *testing.T, newRecorder func(t *testing.T) es.ProcessReco
 	t.Run("ConcurrentWritersAndReaders", func(t *testing.T) { o.concurrentWriters(t, newRecorder(t)) })
 	t.Run("ConflictingWriters", func(t *testing.T) { o.conflictingWriters(t, newRecorder(t)) })
 	t.Run("Subscriptions", func(t *testing.T) { o.subscriptions(t, newRecorder) })
+	o.runTrust(t, newRecorder)
 }
 
 // RunAggregate runs the aggregate recorder tests.
