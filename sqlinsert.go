@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -145,7 +146,7 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 		return err
 	}
 	defer r.releaseWriter()
-	tx, err := r.db.BeginTx(ctx, nil)
+	tx, err := r.begin(ctx)
 	if err != nil {
 		return r.dbError(ctx, "begin", r.events, err)
 	}
@@ -188,6 +189,45 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 	committed = true
 	r.commits.broadcast()
 	return nil
+}
+
+// begin begins a write transaction. On a single-writer database, BEGIN
+// waits for the write lock in SQLite's busy handler, which no context
+// interrupts: it runs on a goroutine of its own, so that the caller can
+// leave when its context ends, and the transaction it then gets is rolled
+// back.
+func (r *SQLRecorder) begin(ctx context.Context) (*sql.Tx, error) {
+	if r.writeMu == nil || ctx.Done() == nil {
+		return r.db.BeginTx(ctx, nil)
+	}
+	type result struct {
+		tx  *sql.Tx
+		err error
+	}
+	ch := make(chan result, 1)
+	var taken atomic.Bool // the first to set it owns the outcome
+	go func() {
+		tx, err := r.db.BeginTx(ctx, nil)
+		if !taken.CompareAndSwap(false, true) {
+			if err == nil {
+				tx.Rollback() // the caller has left
+			}
+			return
+		}
+		ch <- result{tx, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.tx, res.err
+	case <-ctx.Done():
+	}
+	if !taken.CompareAndSwap(false, true) {
+		// BEGIN returned just now and its result is on its way.
+		if res := <-ch; res.err == nil {
+			res.tx.Rollback()
+		}
+	}
+	return nil, context.Cause(ctx)
 }
 
 // lockForAppend takes the dialect's append lock before n events are

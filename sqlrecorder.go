@@ -327,7 +327,13 @@ func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, 
 	for rows.Next() {
 		e := StoredEvent{OriginatorID: originatorID}
 		if err := rows.Scan(&e.OriginatorVersion, &e.Topic, &e.State); err != nil {
-			return nil, r.dbError(ctx, "select events", r.events, err)
+			// A column that does not fit (NULL, not an integer): the row
+			// is bad, and reading it again will not help.
+			row := fmt.Sprintf("aggregate %s version %d", originatorID, e.OriginatorVersion)
+			if e.OriginatorVersion == 0 {
+				row = fmt.Sprintf("aggregate %s, the row after %d good ones", originatorID, len(out))
+			}
+			return nil, &DatabaseError{Kind: ErrData, Op: "select events", Table: r.events.String(), Err: fmt.Errorf("%s: %w", row, err)}
 		}
 		out = append(out, e)
 	}
@@ -409,7 +415,10 @@ func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limi
 	for rows.Next() {
 		var n Notification
 		if err := rows.Scan(&n.ID, &id, &n.OriginatorVersion, &n.Topic, &n.State); err != nil {
-			return nil, r.dbError(ctx, "select notifications", r.events, err)
+			// A column that does not fit (NULL, not an integer): the row
+			// is bad, and reading it again will not help.
+			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
+				Err: fmt.Errorf("notification %d: %w", n.ID, err)}
 		}
 		if n.OriginatorID, err = uuid.Parse(id); err != nil {
 			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),

@@ -1,0 +1,308 @@
+package eventsourcing_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	es "github.com/seed06b138f8/eventsourcing"
+	"github.com/seed06b138f8/eventsourcing/dialect/postgres"
+	"github.com/seed06b138f8/eventsourcing/dialect/sqlite"
+	"github.com/seed06b138f8/eventsourcing/internal/pgtest"
+)
+
+// lockedBackend is a database whose events table another session can lock.
+type lockedBackend struct {
+	name string
+	// open returns a recorder's database and a function that locks the
+	// events table t from another connection until the returned release
+	// is called.
+	open func(t *testing.T) (db *sql.DB, d es.Dialect, schema string, lock func(es.Table) (release func()))
+}
+
+var lockedBackends = []lockedBackend{
+	{"SQLiteFile", func(t *testing.T) (*sql.DB, es.Dialect, string, func(es.Table) func()) {
+		path := filepath.Join(t.TempDir(), "locked.db")
+		db, err := sqlite.Open(context.Background(), path, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		other, err := sqlite.Open(context.Background(), path, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { other.Close() })
+		return db, sqlite.Dialect{}, "", func(es.Table) func() {
+			tx, err := other.Begin() // BEGIN IMMEDIATE: the write lock
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() { tx.Rollback() }
+		}
+	}},
+	{"Postgres", func(t *testing.T) (*sql.DB, es.Dialect, string, func(es.Table) func()) {
+		db, d, schema := postgresSchema(t)
+		return db, d, schema, func(tb es.Table) func() {
+			tx, err := db.Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec("LOCK TABLE " + tb.Quote(d) + " IN EXCLUSIVE MODE"); err != nil {
+				t.Fatal(err)
+			}
+			return func() { tx.Rollback() }
+		}
+	}},
+}
+
+// TestSQLCallersGiveUpWhileLocked holds the events table's write lock from
+// another session, with no lock timeout, while callers with short and long
+// deadlines insert: each short one returns within its deadline and a small
+// bound, with an error wrapping context.DeadlineExceeded, and nothing of
+// it is ever written; the long ones commit once the lock is released.
+func TestSQLCallersGiveUpWhileLocked(t *testing.T) {
+	for _, b := range lockedBackends {
+		for _, mode := range []struct {
+			name string
+			size int
+		}{{"Grouped", 0}, {"Single", 1}} {
+			t.Run(b.name+"/"+mode.name, func(t *testing.T) {
+				db, d, schema, lock := b.open(t)
+				r := newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Locked", MaxGroupSize: mode.size})
+				release := lock(r.EventsTable())
+				defer release()
+				type result struct {
+					id       uuid.UUID
+					deadline time.Duration
+					took     time.Duration
+					err      error
+				}
+				const short, long = 300 * time.Millisecond, 20 * time.Second
+				deadlines := []time.Duration{short, short, short, 2 * short, 2 * short, long, long}
+				results := make(chan result, len(deadlines))
+				var wg sync.WaitGroup
+				for _, dl := range deadlines {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						id := uuid.New()
+						ctx, cancel := context.WithTimeout(context.Background(), dl)
+						defer cancel()
+						start := time.Now()
+						_, err := r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: id, OriginatorVersion: 1, Topic: "t", State: []byte("{}")}}, nil)
+						results <- result{id, dl, time.Since(start), err}
+					}()
+				}
+				time.Sleep(2*short + 500*time.Millisecond) // the short ones have given up
+				release()
+				wg.Wait()
+				close(results)
+				const bound = 250 * time.Millisecond
+				for res := range results {
+					evs, err := r.SelectEvents(context.Background(), res.id, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.deadline == long {
+						if res.err != nil || len(evs) != 1 {
+							t.Errorf("caller with time to spare: %v, %d events recorded; want success once the lock is released", res.err, len(evs))
+						}
+						continue
+					}
+					if !errors.Is(res.err, context.DeadlineExceeded) {
+						t.Errorf("caller with a %v deadline: %v, want an error wrapping context.DeadlineExceeded", res.deadline, res.err)
+					}
+					if res.took > res.deadline+bound {
+						t.Errorf("caller with a %v deadline returned after %v", res.deadline, res.took)
+					}
+					if len(evs) != 0 {
+						t.Errorf("caller with a %v deadline gave up (%v), but its event was written", res.deadline, res.err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSQLBadRows: a row whose columns do not fit (NULL topic, a version
+// that is not an integer) is ErrData naming the table and the row, and is
+// not retryable.
+func TestSQLBadRows(t *testing.T) {
+	for _, b := range backends {
+		if b.name == "SQLiteMemory" {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d, schema := b.open(t)
+			r := newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Bad"})
+			id := uuid.New()
+			insert := "INSERT INTO " + r.EventsTable().Quote(d) + " (originator_id, originator_version, topic, state) VALUES (" +
+				d.Placeholder(1) + ", " + d.Placeholder(2) + ", NULL, " + d.Placeholder(3) + ")"
+			if _, err := db.Exec(insert, d.UUIDArg(id), 1, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			check := func(what string, err error, names ...string) {
+				t.Helper()
+				if !errors.Is(err, es.ErrData) || errors.Is(err, es.ErrOperational) || es.IsRetryable(err) {
+					t.Errorf("%s of a bad row: %v, want ErrData only, not retryable", what, err)
+					return
+				}
+				for _, n := range append(names, r.EventsTable().String()) {
+					if !strings.Contains(err.Error(), n) {
+						t.Errorf("%s of a bad row: %q does not name %q", what, err, n)
+					}
+				}
+			}
+			_, err := r.SelectEvents(ctx, id, nil)
+			check("SelectEvents", err, id.String(), "version 1")
+			_, err = r.SelectNotifications(ctx, 1, 10, nil)
+			check("SelectNotifications", err, "notification 1")
+			if b.name == "SQLiteFile" {
+				other := uuid.New()
+				if _, err := db.Exec("INSERT INTO "+r.EventsTable().Quote(d)+" VALUES (?, 'abc', 't', x'')", d.UUIDArg(other)); err != nil {
+					t.Fatal(err)
+				}
+				_, err = r.SelectEvents(ctx, other, nil)
+				check("SelectEvents (text version)", err, other.String())
+			}
+		})
+	}
+}
+
+// TestPostgresConcurrentCreateTables: processes creating the same tables at
+// once on a fresh schema all succeed (no catalog collision reported as an
+// integrity error).
+func TestPostgresConcurrentCreateTables(t *testing.T) {
+	for round := range 5 {
+		schema := pgtest.UniqueName("cc")
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for range 4 {
+			db := pgtest.DB(t) // a pool of its own, as another process has
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := es.NewSQLRecorder(context.Background(), db, postgres.Dialect{}, &es.SQLOptions{AppName: "Fresh", Schema: schema})
+				if err == nil {
+					err = r.CreateTables(context.Background())
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("round %d: concurrent CreateTables: %v", round, err)
+			}
+		}
+		db := pgtest.DB(t)
+		db.Exec("DROP SCHEMA " + schema + " CASCADE")
+	}
+}
+
+// TestSQLMaxRowsPerStatementLimit: more rows per statement than the dialect
+// can bind is refused when the recorder is made.
+func TestSQLMaxRowsPerStatementLimit(t *testing.T) {
+	for _, c := range []struct {
+		d        es.Dialect
+		ok, over int
+	}{{postgres.Dialect{}, 16383, 16384}, {sqlite.Dialect{}, 8191, 8192}} {
+		db := sql.OpenDB(nil)
+		if _, err := es.NewSQLRecorder(context.Background(), db, c.d, &es.SQLOptions{MaxRowsPerStatement: c.over}); !errors.Is(err, es.ErrProgramming) || !strings.Contains(err.Error(), fmt.Sprint(c.ok)) {
+			t.Errorf("%s: MaxRowsPerStatement %d: %v, want ErrProgramming naming the limit %d", c.d.Name(), c.over, err, c.ok)
+		}
+	}
+}
+
+// TestSubMillisecondTimeouts round up to 1 ms: 0 means "no limit" to
+// PostgreSQL and "do not wait" to SQLite.
+func TestSubMillisecondTimeouts(t *testing.T) {
+	stmts := postgres.Dialect{}.LockForAppend(es.Table{Name: "e"}, 500*time.Microsecond)
+	if !strings.Contains(stmts[0], "'1ms'") {
+		t.Errorf("postgres lock timeout of 0.5 ms: %q, want 1ms", stmts[0])
+	}
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "t.db"), 500*time.Microsecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ms int
+	if err := db.QueryRow("PRAGMA busy_timeout").Scan(&ms); err != nil {
+		t.Fatal(err)
+	}
+	if ms != 1 {
+		t.Errorf("sqlite busy timeout of 0.5 ms: %d ms, want 1", ms)
+	}
+}
+
+// TestSQLMigrationTrackingRow: a single-row tracking table created by this
+// library carries Python 9.5's ("__migration__", 1) row, a table that has
+// it already is left as it is, and the row is never an application.
+func TestSQLMigrationTrackingRow(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d, schema := b.open(t)
+			opts := es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr")}
+			r := newSQLRecorder(t, db, d, schema, opts)
+			if err := r.CreateTables(ctx); err != nil { // again: idempotent
+				t.Fatal(err)
+			}
+			var n, id int64
+			if err := db.QueryRow("SELECT COUNT(*), MAX(notification_id) FROM "+r.TrackingTable().Quote(d)+" WHERE application_name = '__migration__'").Scan(&n, &id); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 || id != 1 {
+				t.Fatalf("migration rows: %d with ID %d, want 1 with ID 1", n, id)
+			}
+			if _, err := r.InsertEvents(ctx, nil, &es.Tracking{ApplicationName: "Up", NotificationID: 7}); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := r.MaxTrackingID(ctx, "Up"); err != nil || got != 7 {
+				t.Fatalf("MaxTrackingID(Up) = %d, %v; want 7", got, err)
+			}
+			if _, err := r.MaxTrackingID(ctx, "__migration__"); !errors.Is(err, es.ErrProgramming) {
+				t.Errorf("MaxTrackingID(__migration__): %v, want ErrProgramming", err)
+			}
+			if got, err := r.MaxTrackingID(ctx, "Other"); err != nil || got != 0 {
+				t.Errorf("MaxTrackingID(Other) = %d, %v; want 0", got, err)
+			}
+			// A recorder opened on the existing table (created with the
+			// row, as Python 9.5 creates it) works as well.
+			r2 := newSQLRecorder(t, db, d, schema, opts)
+			if got, err := r2.MaxTrackingID(ctx, "Up"); err != nil || got != 7 {
+				t.Errorf("on the existing table: MaxTrackingID(Up) = %d, %v; want 7", got, err)
+			}
+		})
+	}
+}
+
+// TestSQLSnapshotRecorderIsNotAProcessRecorder: a snapshots recorder cannot
+// be passed where an application or process recorder is needed.
+func TestSQLSnapshotRecorderIsNotAProcessRecorder(t *testing.T) {
+	db, d, _ := sqliteFile(t)
+	s, err := es.NewSQLSnapshotRecorder(context.Background(), db, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := any(s).(es.ApplicationRecorder); ok {
+		t.Error("*SQLSnapshotRecorder implements ApplicationRecorder")
+	}
+	if s.Table().Name != "stored_snapshots" {
+		t.Errorf("default snapshots table %q", s.Table().Name)
+	}
+	if _, err := s.InsertEvents(context.Background(), nil, &es.Tracking{ApplicationName: "A", NotificationID: 1}); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("tracking record on a snapshots recorder: %v, want ErrProgramming", err)
+	}
+}
