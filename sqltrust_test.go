@@ -183,31 +183,38 @@ func TestSQLBadRows(t *testing.T) {
 // once on a fresh schema all succeed (no catalog collision reported as an
 // integrity error).
 func TestPostgresConcurrentCreateTables(t *testing.T) {
-	for round := range 5 {
-		schema := pgtest.UniqueName("cc")
+	const procs = 6
+	dbs := make([]*sql.DB, procs) // a pool each, as processes have
+	for i := range dbs {
+		dbs[i] = pgtest.DB(t)
+		dbs[i].SetMaxIdleConns(2)
+	}
+	schema := pgtest.Schema(t, dbs[0])
+	for round := range 20 {
+		app := fmt.Sprintf("Fresh%d", round)
 		var wg sync.WaitGroup
-		errs := make(chan error, 4)
-		for range 4 {
-			db := pgtest.DB(t) // a pool of its own, as another process has
+		start := make(chan struct{})
+		errs := make(chan error, procs)
+		for _, db := range dbs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r, err := es.NewSQLRecorder(context.Background(), db, postgres.Dialect{}, &es.SQLOptions{AppName: "Fresh", Schema: schema})
+				r, err := es.NewSQLRecorder(context.Background(), db, postgres.Dialect{}, &es.SQLOptions{AppName: app, Schema: schema})
+				<-start
 				if err == nil {
 					err = r.CreateTables(context.Background())
 				}
 				errs <- err
 			}()
 		}
+		close(start)
 		wg.Wait()
 		close(errs)
 		for err := range errs {
 			if err != nil {
-				t.Errorf("round %d: concurrent CreateTables: %v", round, err)
+				t.Fatalf("round %d: concurrent CreateTables: %v", round, err)
 			}
 		}
-		db := pgtest.DB(t)
-		db.Exec("DROP SCHEMA " + schema + " CASCADE")
 	}
 }
 
