@@ -68,6 +68,8 @@ type Config struct {
 // SQLiteConfig configures an SQLite store.
 type SQLiteConfig struct {
 	// DBName is the database file name, or ":memory:" (SQLITE_DBNAME).
+	// Give each application a file of its own: the tables have fixed
+	// names, so applications sharing a file would share one log.
 	DBName string
 	// LockTimeout is how long a writer waits for the database's write lock
 	// (SQLITE_LOCK_TIMEOUT, seconds); zero means 5 seconds.

@@ -24,6 +24,10 @@ type Store struct {
 // be imported (an error wrapping ErrProgramming says which import is
 // missing). Unless cfg.SkipCreateTable, missing tables are created. On
 // error nothing is left open.
+//
+// As with the Python library, each application has a database of its own
+// on SQLite: the tables have fixed names, so two applications opened on one
+// SQLite file would share one notification log.
 func Open(ctx context.Context, cfg *Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

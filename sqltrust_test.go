@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	es "github.com/seed06b138f8/eventsourcing"
 	"github.com/seed06b138f8/eventsourcing/dialect/postgres"
@@ -311,5 +312,38 @@ func TestSQLSnapshotRecorderIsNotAProcessRecorder(t *testing.T) {
 	}
 	if _, err := s.InsertEvents(context.Background(), nil, &es.Tracking{ApplicationName: "A", NotificationID: 1}); !errors.Is(err, es.ErrProgramming) {
 		t.Errorf("tracking record on a snapshots recorder: %v, want ErrProgramming", err)
+	}
+}
+
+// TestPostgresRetryable: only failures known to pass are retryable; a
+// read-only database is operational but retrying will not help.
+func TestPostgresRetryable(t *testing.T) {
+	d := postgres.Dialect{}
+	for code, want := range map[string]bool{"40001": true, "40P01": true, "57P01": true, "08006": true, "55P03": true, "25006": false, "XX000": false, "53100": false} {
+		if got := d.Transient(&pgconn.PgError{Code: code}); got != want {
+			t.Errorf("Transient(SQLSTATE %s) = %v, want %v", code, got, want)
+		}
+	}
+	dsn := pgtest.DSN(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	ctx := context.Background()
+	rw := pgtest.DB(t)
+	schema := pgtest.Schema(t, rw)
+	newSQLRecorder(t, rw, d, schema, es.SQLOptions{AppName: "RO"})
+	ro, err := postgres.Open(ctx, dsn+sep+"default_transaction_read_only=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	r, err := es.NewSQLRecorder(ctx, ro, d, &es.SQLOptions{AppName: "RO", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t"}}, nil)
+	if !errors.Is(err, es.ErrOperational) || es.IsRetryable(err) {
+		t.Errorf("insert into a read-only database: %v (retryable %v), want ErrOperational, not retryable", err, es.IsRetryable(err))
 	}
 }
