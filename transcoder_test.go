@@ -735,3 +735,27 @@ func TestTranscoderEdgeTypes(t *testing.T) {
 		t.Errorf("[3]byte: %s, %v, %v", b, err, arr)
 	}
 }
+
+// TestTranscoderFloat32 checks that a float32 is written as the float64
+// nearest its shortest decimal form, as Python would write that number, so
+// that it reads back and is written again the same.
+func TestTranscoderFloat32(t *testing.T) {
+	tr := es.NewTranscoder()
+	for f, want := range map[float32]string{
+		0.1: "0.1", 1e-4: "0.0001", 1e-5: "1e-05", 1e16: "1e+16", 9.999999e15: "9999999000000000.0",
+		3.4028235e38: "3.4028235e+38", 1e-45: "1e-45", 16777217: "16777216.0", -0.5: "-0.5",
+	} {
+		b, err := tr.Encode(f)
+		if err != nil || string(b) != want {
+			t.Errorf("Encode(float32 %v) = %s, %v; want %s", f, b, err, want)
+			continue
+		}
+		var back any
+		if err := tr.Decode(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := tr.Encode(back); err != nil || string(again) != want {
+			t.Errorf("float32 %v: re-encoded %s, %v; want %s", f, again, err, want)
+		}
+	}
+}
