@@ -72,6 +72,14 @@ type ConsecutiveIDs interface {
 	ConsecutiveIDs() bool
 }
 
+// StatementBatcher is implemented by dialects whose drivers run several
+// statements without arguments, joined with "; ", in one round trip (pgx's
+// simple protocol). The SQL recorder then sends its lock statements (and
+// NOTIFY) together.
+type StatementBatcher interface {
+	BatchStatements() bool
+}
+
 // BindLimiter is implemented by dialects whose databases bind a limited
 // number of parameters in one statement; the SQL recorder refuses a
 // MaxRowsPerStatement that would exceed it.

@@ -365,7 +365,7 @@ func (r *SQLRecorder) insertRows(ctx context.Context, tx *sql.Tx, events []Store
 		}
 		q := r.insertStatement(len(chunk))
 		if r.snapshots || r.lastInsertID {
-			res, err := tx.ExecContext(ctx, q, args...)
+			res, err := r.txExec(ctx, tx, q, args...)
 			if err != nil {
 				return nil, r.dbError(ctx, "insert events", r.events, err)
 			}
@@ -383,7 +383,7 @@ func (r *SQLRecorder) insertRows(ctx context.Context, tx *sql.Tx, events []Store
 			}
 			continue
 		}
-		rows, err := tx.QueryContext(ctx, q, args...)
+		rows, err := r.txQuery(ctx, tx, q, args...)
 		if err != nil {
 			return nil, r.dbError(ctx, "insert events", r.events, err)
 		}
@@ -424,7 +424,7 @@ func (r *SQLRecorder) insertTracking(ctx context.Context, tx *sql.Tx, t Tracking
 			return conflict(fmt.Errorf("last tracked notification of %q is %d", t.ApplicationName, last.Int64))
 		}
 	}
-	res, err := tx.ExecContext(ctx, r.trackSQL, t.ApplicationName, t.NotificationID)
+	res, err := r.txExec(ctx, tx, r.trackSQL, t.ApplicationName, t.NotificationID)
 	if err != nil {
 		if r.d.Classify(err) == ErrIntegrity {
 			return conflict(err)

@@ -86,6 +86,7 @@ type SQLRecorder struct {
 	lockSQL     []string     // begin each insert transaction
 	notifySQL   string       // run last in each insert transaction, if not ""
 	commits     commitSignal // broadcast after each commit of events or tracking
+	stmts       stmtCache
 	maxNotifSQL string
 	maxTrackSQL string
 	trackSQL    string
@@ -170,6 +171,19 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 		r.notifySQL = n.NotifyStatement(r.events)
 	}
 	r.lockSQL = d.LockForAppend(r.events, r.lockTO)
+	if b, ok := d.(StatementBatcher); ok && b.BatchStatements() && len(r.lockSQL) > 0 {
+		// One round trip for the lock statements and the NOTIFY. NOTIFY
+		// takes effect at COMMIT wherever it is sent in the transaction
+		// (and not at all if it rolls back), and its commit-time lock is
+		// the same, so sending it with the lock costs nothing and saves a
+		// round trip on every append.
+		stmts := r.lockSQL
+		if r.notifySQL != "" {
+			stmts = append(stmts[:len(stmts):len(stmts)], r.notifySQL)
+			r.notifySQL = ""
+		}
+		r.lockSQL = []string{strings.Join(stmts, "; ")}
+	}
 	r.qEvents = r.events.Quote(d)
 	r.qTracking = r.tracking.Quote(d)
 	r.maxNotifSQL = "SELECT MAX(" + r.nid + ") FROM " + r.qEvents
@@ -315,7 +329,7 @@ func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, 
 		stmt = r.selectStatement(shape)
 		r.selectSQL.Store(shape, stmt)
 	}
-	rows, err := r.db.QueryContext(ctx, stmt.(string), args...)
+	rows, err := r.query(ctx, stmt.(string), args...)
 	if err != nil {
 		return nil, r.dbError(ctx, "select events", r.events, err)
 	}
@@ -405,7 +419,7 @@ func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limi
 	}
 	args = append(args, limit)
 	b.WriteString(" ORDER BY " + r.nid + " LIMIT " + r.d.Placeholder(len(args)))
-	rows, err := r.db.QueryContext(ctx, b.String(), args...)
+	rows, err := r.query(ctx, b.String(), args...)
 	if err != nil {
 		return nil, r.dbError(ctx, "select notifications", r.events, err)
 	}

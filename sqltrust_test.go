@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -345,5 +346,54 @@ func TestPostgresRetryable(t *testing.T) {
 	_, err = r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t"}}, nil)
 	if !errors.Is(err, es.ErrOperational) || es.IsRetryable(err) {
 		t.Errorf("insert into a read-only database: %v (retryable %v), want ErrOperational, not retryable", err, es.IsRetryable(err))
+	}
+}
+
+// TestSQLiteNotificationIDsAreTheRowids: the IDs InsertEvents returns are
+// the rowids the rows got (SQLite's IDs come from last_insert_rowid(),
+// not RETURNING), also after the highest rows were deleted or a failed
+// batch left its rowids to be used again, and for batches split into
+// several statements.
+func TestSQLiteNotificationIDsAreTheRowids(t *testing.T) {
+	ctx := context.Background()
+	db, d, _ := sqliteFile(t)
+	r := newSQLRecorder(t, db, d, "", es.SQLOptions{MaxRowsPerStatement: 7})
+	check := func(evs []es.StoredEvent, ids []int64) {
+		t.Helper()
+		if len(ids) != len(evs) {
+			t.Fatalf("%d IDs for %d events", len(ids), len(evs))
+		}
+		for i, e := range evs {
+			var rowid int64
+			if err := db.QueryRow("SELECT rowid FROM stored_events WHERE originator_id = ? AND originator_version = ?", d.UUIDArg(e.OriginatorID), e.OriginatorVersion).Scan(&rowid); err != nil {
+				t.Fatal(err)
+			}
+			if rowid != ids[i] {
+				t.Fatalf("event %d: InsertEvents said ID %d, the row has rowid %d", i, ids[i], rowid)
+			}
+		}
+	}
+	for round, n := range []int{1, 3, 7, 8, 20, 1, 50} {
+		id := uuid.New()
+		evs := make([]es.StoredEvent, n)
+		for i := range evs {
+			evs[i] = es.StoredEvent{OriginatorID: id, OriginatorVersion: int64(i + 1), Topic: "t", State: []byte("{}")}
+		}
+		// A batch that fails on its last event leaves nothing, and its
+		// rowids free for the next.
+		bad := append(slices.Clone(evs), evs[0])
+		if _, err := r.InsertEvents(ctx, bad, nil); !errors.Is(err, es.ErrIntegrity) {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		ids, err := r.InsertEvents(ctx, evs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(evs, ids)
+		if round%2 == 1 { // delete the highest rows: their rowids are used again
+			if _, err := db.Exec("DELETE FROM stored_events WHERE originator_id = ? AND originator_version > ?", d.UUIDArg(id), n/2); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

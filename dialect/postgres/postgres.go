@@ -127,8 +127,14 @@ var (
 	_ es.Dialect             = Dialect{}
 	_ es.Notifier            = Dialect{}
 	_ es.BindLimiter         = Dialect{}
+	_ es.StatementBatcher    = Dialect{}
 	_ es.TransientClassifier = Dialect{}
 )
+
+// BatchStatements reports true: pgx runs statements without arguments with
+// the simple protocol, which takes several joined with "; " in one round
+// trip.
+func (Dialect) BatchStatements() bool { return true }
 
 // MaxBindParameters returns 65535, the most parameters the extended query
 // protocol binds in one statement.
