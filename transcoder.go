@@ -68,6 +68,8 @@ type Transcoder struct {
 	byName map[string]*transcoding
 	enc    sync.Map // reflect.Type -> encoderFunc
 	dec    sync.Map // reflect.Type -> decoderFunc
+	// refusals holds why a type cannot be encoded (an error, or nil).
+	refusals sync.Map // reflect.Type -> error
 }
 
 // Transcoding says how values of a Go type T that JSON cannot express are
@@ -126,6 +128,7 @@ func RegisterTranscoding[T any](t *Transcoder, tr Transcoding[T]) error {
 	t.byName[tr.Name] = rt
 	t.enc.Clear()
 	t.dec.Clear()
+	t.refusals.Clear()
 	return nil
 }
 

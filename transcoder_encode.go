@@ -117,27 +117,9 @@ func (e *encodeState) unfollow(k refKey) {
 	e.refs--
 }
 
-// typeEncoder is a type's cached encoder, and why the type cannot be
-// encoded, if it cannot.
-type typeEncoder struct {
-	f   encoderFunc
-	err error
-}
-
 func (t *Transcoder) encoder(typ reflect.Type) encoderFunc {
-	f, _ := t.typeEncoder(typ)
-	return f
-}
-
-// typeEncoder returns the encoder of typ and, if no value of typ can be
-// encoded (it holds a type the transcoder refuses, even in an empty slice or
-// a nil pointer), why. For a type being built (a recursive type) the error is
-// not known yet: it is nil, and the encoder still refuses values when
-// called.
-func (t *Transcoder) typeEncoder(typ reflect.Type) (encoderFunc, error) {
-	if te, ok := t.enc.Load(typ); ok {
-		te := te.(*typeEncoder)
-		return te.f, te.err
+	if f, ok := t.enc.Load(typ); ok {
+		return f.(encoderFunc)
 	}
 	// An indirect placeholder lets recursive types refer to themselves.
 	var (
@@ -145,23 +127,22 @@ func (t *Transcoder) typeEncoder(typ reflect.Type) (encoderFunc, error) {
 		f  encoderFunc
 	)
 	wg.Add(1)
-	te, loaded := t.enc.LoadOrStore(typ, &typeEncoder{f: func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	fi, loaded := t.enc.LoadOrStore(typ, encoderFunc(func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 		wg.Wait()
 		return f(e, b, v)
-	}})
+	}))
 	if loaded {
-		te := te.(*typeEncoder)
-		return te.f, te.err
+		return fi.(encoderFunc)
 	}
-	f, err := t.newEncoder(typ)
+	f = t.newEncoder(typ)
 	wg.Done()
-	t.enc.Store(typ, &typeEncoder{f, err})
-	return f, err
+	t.enc.Store(typ, f)
+	return f
 }
 
-// refuse returns an encoder that fails with err, and err.
-func refuse(err error) (encoderFunc, error) {
-	return func(*encodeState, []byte, reflect.Value) ([]byte, error) { return nil, clonePath(err) }, err
+// refuse returns an encoder that fails with err.
+func refuse(err error) encoderFunc {
+	return func(*encodeState, []byte, reflect.Value) ([]byte, error) { return nil, clonePath(err) }
 }
 
 // clonePath returns a copy of a cached error that callers may add a path to.
@@ -182,16 +163,16 @@ func typeAtPath(err error, seg string) error {
 
 func indexSegment(i int) string { return "[" + strconv.Itoa(i) + "]" }
 
-func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
+func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	if tr := t.lookupType(typ); tr != nil {
-		return transcodingEncoder(tr), nil
+		return transcodingEncoder(tr)
 	}
-	if err := refusedType(typ); err != nil {
+	if err := t.refusal(typ); err != nil {
 		return refuse(err)
 	}
 	switch typ {
 	case objectType:
-		return encodeObject, nil
+		return encodeObject
 	case bigIntType:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.CanAddr() {
@@ -199,7 +180,7 @@ func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
 			}
 			x := v.Interface().(big.Int) // a copy sharing its digits: only read
 			return x.Append(b, 10), nil
-		}, nil
+		}
 	}
 	if typ.Kind() == reflect.Pointer && typ.Elem() == bigIntType {
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
@@ -207,7 +188,7 @@ func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
 				return append(b, "null"...), nil
 			}
 			return v.Interface().(*big.Int).Append(b, 10), nil
-		}, nil
+		}
 	}
 	switch typ.Kind() {
 	case reflect.Bool:
@@ -216,33 +197,30 @@ func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
 				return append(b, "true"...), nil
 			}
 			return append(b, "false"...), nil
-		}, nil
+		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return strconv.AppendInt(b, v.Int(), 10), nil
-		}, nil
+		}
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return strconv.AppendUint(b, v.Uint(), 10), nil
-		}, nil
+		}
 	case reflect.Float32, reflect.Float64:
 		bits := typ.Bits()
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return appendPyFloat(b, v.Float(), bits), nil
-		}, nil
+		}
 	case reflect.String:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return appendPyString(b, v.String())
-		}, nil
+		}
 	case reflect.Struct:
 		return t.structEncoder(typ)
 	case reflect.Map:
 		return t.mapEncoder(typ)
 	case reflect.Slice, reflect.Array:
-		elem, err := t.typeEncoder(typ.Elem())
-		if err != nil {
-			return refuse(err)
-		}
+		elem := t.encoder(typ.Elem())
 		isSlice := typ.Kind() == reflect.Slice
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if err := e.enter(typ); err != nil {
@@ -270,12 +248,9 @@ func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
 			}
 			e.depth--
 			return append(b, ']'), nil
-		}, nil
-	case reflect.Pointer:
-		elem, err := t.typeEncoder(typ.Elem())
-		if err != nil {
-			return refuse(err)
 		}
+	case reflect.Pointer:
+		elem := t.encoder(typ.Elem())
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.IsNil() {
 				return append(b, "null"...), nil
@@ -289,7 +264,7 @@ func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
 			}
 			e.unfollow(k)
 			return b, nil
-		}, nil
+		}
 	case reflect.Interface:
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			if v.IsNil() {
@@ -297,7 +272,7 @@ func (t *Transcoder) newEncoder(typ reflect.Type) (encoderFunc, error) {
 			}
 			x := v.Elem()
 			return e.t.encoder(x.Type())(e, b, x)
-		}, nil
+		}
 	}
 	return refuse(fmt.Errorf("%w: %v: JSON has no form for a %v", ErrUnsupportedType, typ, typ.Kind()))
 }
@@ -376,14 +351,11 @@ func encodeObject(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-func (t *Transcoder) structEncoder(typ reflect.Type) (encoderFunc, error) {
+func (t *Transcoder) structEncoder(typ reflect.Type) encoderFunc {
 	fields := structFields(typ)
 	encs := make([]encoderFunc, len(fields))
 	for i, f := range fields {
-		var err error
-		if encs[i], err = t.typeEncoder(f.typ); err != nil {
-			return refuse(typeAtPath(err, f.name))
-		}
+		encs[i] = t.encoder(f.typ)
 	}
 	var suffix []byte
 	if cv := classVersionOf(typ); cv > 1 {
@@ -419,10 +391,10 @@ func (t *Transcoder) structEncoder(typ reflect.Type) (encoderFunc, error) {
 		}
 		e.depth--
 		return append(b, '}'), nil
-	}, nil
+	}
 }
 
-func (t *Transcoder) mapEncoder(typ reflect.Type) (encoderFunc, error) {
+func (t *Transcoder) mapEncoder(typ reflect.Type) encoderFunc {
 	kt := typ.Key()
 	var keyString func(reflect.Value) string
 	switch kt.Kind() {
@@ -435,10 +407,7 @@ func (t *Transcoder) mapEncoder(typ reflect.Type) (encoderFunc, error) {
 	default:
 		return refuse(fmt.Errorf("%w: %v (map keys must be strings or integers)", ErrUnsupportedType, typ))
 	}
-	elem, err := t.typeEncoder(typ.Elem())
-	if err != nil {
-		return refuse(err)
-	}
+	elem := t.encoder(typ.Elem())
 	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 		if err := e.enter(typ); err != nil {
 			return nil, err
@@ -476,7 +445,7 @@ func (t *Transcoder) mapEncoder(typ reflect.Type) (encoderFunc, error) {
 		e.unfollow(ref)
 		e.depth--
 		return append(b, '}'), nil
-	}, nil
+	}
 }
 
 // appendPyFloat writes a float as Python's repr does. A float32 is written

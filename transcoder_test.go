@@ -759,3 +759,27 @@ func TestTranscoderFloat32(t *testing.T) {
 		}
 	}
 }
+
+// tree is recursive and holds a refused type.
+type tree struct {
+	Kids []tree      `json:"kids"`
+	Addr *netip.Addr `json:"addr"`
+}
+
+// TestTranscoderRefusesRecursiveTypes checks that a type is refused
+// whatever path through a recursive type first built its encoder.
+func TestTranscoderRefusesRecursiveTypes(t *testing.T) {
+	for _, first := range []any{tree{}, []tree{}, map[string]tree{}} {
+		tr := es.NewTranscoder()
+		_, _ = tr.Encode(first)
+		for _, v := range []any{[]tree{}, tree{}, map[string][]tree{}, &tree{}} {
+			if _, err := tr.Encode(v); !errors.Is(err, es.ErrUnsupportedType) || !strings.Contains(err.Error(), "netip.Addr") {
+				t.Errorf("after %T, Encode(%T): %v, want ErrUnsupportedType naming netip.Addr", first, v, err)
+			}
+			target := reflect.New(reflect.TypeOf(v))
+			if err := tr.Decode([]byte(`[]`), target.Interface()); !errors.Is(err, es.ErrUnsupportedType) {
+				t.Errorf("after %T, Decode into %T: %v, want ErrUnsupportedType", first, v, err)
+			}
+		}
+	}
+}

@@ -55,6 +55,55 @@ func refusedType(typ reflect.Type) error {
 	return nil
 }
 
+// refusal returns why no value of typ can be encoded, or nil: typ is
+// refused, or so is a type that its values always hold (a struct field,
+// or the element of a slice, array, map or pointer, even an empty or nil
+// one). It is worked out once per type, over all the types reachable
+// from it, so a recursive type is judged whole.
+func (t *Transcoder) refusal(typ reflect.Type) error {
+	if err, ok := t.refusals.Load(typ); ok {
+		err, _ := err.(error)
+		return err
+	}
+	err := t.findRefusal(typ, map[reflect.Type]bool{})
+	t.refusals.Store(typ, err)
+	return err
+}
+
+func (t *Transcoder) findRefusal(typ reflect.Type, visited map[reflect.Type]bool) error {
+	if visited[typ] {
+		return nil
+	}
+	visited[typ] = true
+	if t.lookupType(typ) != nil {
+		return nil
+	}
+	if err := refusedType(typ); err != nil {
+		return err
+	}
+	switch typ.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return t.findRefusal(typ.Elem(), visited)
+	case reflect.Map:
+		switch typ.Key().Kind() {
+		case reflect.String, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		default:
+			return fmt.Errorf("%w: %v (map keys must be strings or integers)", ErrUnsupportedType, typ)
+		}
+		return t.findRefusal(typ.Elem(), visited)
+	case reflect.Struct:
+		for _, f := range structFields(typ) {
+			if err := t.findRefusal(f.typ, visited); err != nil {
+				return typeAtPath(err, f.name)
+			}
+		}
+	case reflect.Chan, reflect.Func, reflect.Complex64, reflect.Complex128, reflect.UnsafePointer:
+		return fmt.Errorf("%w: %v: JSON has no form for a %v", ErrUnsupportedType, typ, typ.Kind())
+	}
+	return nil
+}
+
 // hidesState reports whether a struct has an unexported field not tagged
 // "-", directly or in an embedded struct.
 func hidesState(typ reflect.Type, walking map[reflect.Type]bool) bool {
