@@ -2,6 +2,7 @@ package eventsourcing_test
 
 import (
 	"bytes"
+	"compress/zlib"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -271,6 +272,43 @@ func BenchmarkPut(b *testing.B) {
 	}
 }
 
+// BenchmarkPutTyped appends one typed event per transaction to SQLite
+// through an EventStore: plain JSON, then zlib at the default level (6) and
+// at zlib.BestSpeed (1), each with AES-GCM.
+func BenchmarkPutTyped(b *testing.B) {
+	ctx := context.Background()
+	key, _ := es.CreateKey(32)
+	cipher, err := es.NewAESCipherBase64(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		opts *es.MapperOptions
+	}{
+		{"typed", nil},
+		{"zlib6+aes", &es.MapperOptions{Compressor: es.ZlibCompressor{}, Cipher: cipher}},
+		{"zlib1+aes", &es.MapperOptions{Compressor: es.ZlibCompressor{Level: zlib.BestSpeed}, Cipher: cipher}},
+	} {
+		bd := benchDBs(b)[0]
+		b.Run("sqlite/"+c.name, func(b *testing.B) {
+			m := es.NewMapper[*benchEvent](c.opts)
+			if err := m.Register(&benchEvent{}); err != nil {
+				b.Fatal(err)
+			}
+			store := es.NewEventStore(m, es.ProcessRecorder(bd.recorder(b, es.SQLOptions{})))
+			id, v := uuid.New(), int64(1)
+			for b.Loop() {
+				if _, err := store.Put(ctx, newBenchEvent(id, v)); err != nil {
+					b.Fatal(err)
+				}
+				v++
+			}
+			reportEventsPerSec(b, b.N)
+		})
+	}
+}
+
 // rawSelect runs a query and collects rows of (version, topic, state),
 // the same work SelectEvents does, by hand.
 func rawSelect(ctx context.Context, db *sql.DB, id uuid.UUID, q string, args ...any) (int, error) {
@@ -369,6 +407,20 @@ func BenchmarkSelectNotifications(b *testing.B) {
 				ns, err := r.SelectNotifications(ctx, start, page, nil)
 				if err != nil || len(ns) != page {
 					b.Fatal(len(ns), err)
+				}
+				start = base + (start-base+page)%(total-page)
+			}
+			reportEventsPerSec(b, b.N*page)
+		})
+		b.Run(bd.name+"/eventsourcing-reuse", func(b *testing.B) {
+			start := base
+			var buf []es.Notification
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				buf, err = r.SelectNotificationsInto(ctx, buf, start, page, nil)
+				if err != nil || len(buf) != page {
+					b.Fatal(len(buf), err)
 				}
 				start = base + (start-base+page)%(total-page)
 			}

@@ -76,13 +76,13 @@ type SQLRecorder struct {
 	// lastInsertID: notification IDs of one INSERT are consecutive and end
 	// at the driver's LastInsertId (no RETURNING needed).
 	lastInsertID bool
-	group     *groupCommitter
+	group        *groupCommitter
 
 	qEvents     string // quoted table names
 	qTracking   string
 	nid         string
-	insertSQL   sync.Map // rows -> string
-	selectSQL   sync.Map // query shape -> string
+	insertSQL   sync.Map     // rows -> string
+	selectSQL   sync.Map     // query shape -> string
 	lockSQL     []string     // begin each insert transaction
 	notifySQL   string       // run last in each insert transaction, if not ""
 	commits     commitSignal // broadcast after each commit of events or tracking
@@ -380,70 +380,6 @@ func (r *SQLRecorder) selectStatement(shape int) string {
 		b.WriteString(" LIMIT " + r.d.Placeholder(p))
 	}
 	return b.String()
-}
-
-// SelectNotifications returns at most limit notifications from start.
-func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
-	if r.snapshots {
-		return nil, &DatabaseError{Kind: ErrProgramming, Op: "select notifications", Table: r.events.String(), Err: errors.New("a snapshots table has no notification log")}
-	}
-	if limit <= 0 {
-		return nil, fmt.Errorf("%w: notification limit %d, want > 0", ErrProgramming, limit)
-	}
-	if q == nil {
-		q = &NotificationQuery{}
-	}
-	var b strings.Builder
-	b.WriteString("SELECT " + r.nid + ", originator_id, originator_version, topic, state FROM " + r.qEvents + " WHERE " + r.nid)
-	if q.ExclusiveStart {
-		b.WriteString(" > ")
-	} else {
-		b.WriteString(" >= ")
-	}
-	b.WriteString(r.d.Placeholder(1))
-	args := []any{start}
-	if q.Stop > 0 {
-		args = append(args, q.Stop)
-		b.WriteString(" AND " + r.nid + " <= " + r.d.Placeholder(len(args)))
-	}
-	if len(q.Topics) > 0 {
-		b.WriteString(" AND topic IN (")
-		for i, t := range q.Topics {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			args = append(args, t)
-			b.WriteString(r.d.Placeholder(len(args)))
-		}
-		b.WriteByte(')')
-	}
-	args = append(args, limit)
-	b.WriteString(" ORDER BY " + r.nid + " LIMIT " + r.d.Placeholder(len(args)))
-	rows, err := r.query(ctx, b.String(), args...)
-	if err != nil {
-		return nil, r.dbError(ctx, "select notifications", r.events, err)
-	}
-	defer rows.Close()
-	out := make([]Notification, 0, min(limit, 1000))
-	var id string
-	for rows.Next() {
-		var n Notification
-		if err := rows.Scan(&n.ID, &id, &n.OriginatorVersion, &n.Topic, &n.State); err != nil {
-			// A column that does not fit (NULL, not an integer): the row
-			// is bad, and reading it again will not help.
-			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
-				Err: fmt.Errorf("notification %d: %w", n.ID, err)}
-		}
-		if n.OriginatorID, err = uuid.Parse(id); err != nil {
-			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
-				Err: fmt.Errorf("notification %d: originator_id %q: %w", n.ID, id, err)}
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, r.dbError(ctx, "select notifications", r.events, err)
-	}
-	return out, nil
 }
 
 // MaxNotificationID returns the highest notification ID, or 0.

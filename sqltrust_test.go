@@ -1,6 +1,7 @@
 package eventsourcing_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -395,5 +396,78 @@ func TestSQLiteNotificationIDsAreTheRowids(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestSQLiteSynchronous: FULL unless NORMAL is asked for.
+func TestSQLiteSynchronous(t *testing.T) {
+	for _, c := range []struct {
+		normal bool
+		want   int
+	}{{false, 2}, {true, 1}} {
+		db, err := sqlite.OpenWith(context.Background(), filepath.Join(t.TempDir(), "s.db"), &sqlite.Options{SynchronousNormal: c.normal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := db.QueryRow("PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if got != c.want {
+			t.Errorf("SynchronousNormal %v: PRAGMA synchronous = %d, want %d", c.normal, got, c.want)
+		}
+	}
+}
+
+// TestSQLSelectNotificationsInto: paging with one reused slice gives what
+// SelectNotifications gives, page after page, whatever was in the slice.
+func TestSQLSelectNotificationsInto(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d, schema := b.open(t)
+			r := newSQLRecorder(t, db, d, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
+			for i := range 30 {
+				id := uuid.New()
+				var evs []es.StoredEvent
+				for v := range i%4 + 1 {
+					evs = append(evs, es.StoredEvent{OriginatorID: id, OriginatorVersion: int64(v + 1),
+						Topic: fmt.Sprintf("t:%d", (i+v)%3), State: bytes.Repeat([]byte{byte(i)}, i*7%50)})
+				}
+				if _, err := r.InsertEvents(ctx, evs, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var buf []es.Notification
+			for _, q := range []*es.NotificationQuery{nil, {ExclusiveStart: true, Topics: []string{"t:1", "t:2"}}} {
+				for start := int64(0); ; {
+					want, err := r.SelectNotifications(ctx, start, 7, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					buf, err = r.SelectNotificationsInto(ctx, buf, start, 7, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(buf) != len(want) {
+						t.Fatalf("from %d: %d notifications, want %d", start, len(buf), len(want))
+					}
+					for i := range want {
+						if want[i].ID != buf[i].ID || want[i].OriginatorID != buf[i].OriginatorID || want[i].OriginatorVersion != buf[i].OriginatorVersion ||
+							want[i].Topic != buf[i].Topic || !bytes.Equal(want[i].State, buf[i].State) {
+							t.Fatalf("from %d, entry %d: %+v, want %+v", start, i, buf[i], want[i])
+						}
+					}
+					if len(want) == 0 {
+						break
+					}
+					start = want[len(want)-1].ID
+					if q == nil {
+						start++
+					}
+				}
+			}
+		})
 	}
 }

@@ -44,6 +44,31 @@ const DefaultLockTimeout = 5 * time.Second
 // DefaultLockTimeout), and WAL for files. An in-memory database lives in one
 // connection, which the pool keeps open.
 func Open(ctx context.Context, dbname string, lockTimeout time.Duration) (*sql.DB, error) {
+	return OpenWith(ctx, dbname, &Options{LockTimeout: lockTimeout})
+}
+
+// Options configures a database opened by OpenWith. The zero value is what
+// Open uses.
+type Options struct {
+	// LockTimeout is how long a writer waits for the write lock; zero
+	// means DefaultLockTimeout.
+	LockTimeout time.Duration
+	// SynchronousNormal sets PRAGMA synchronous=NORMAL instead of FULL,
+	// the default. In WAL mode, NORMAL does not sync the log at every
+	// commit: much faster commits, and the database stays consistent, but
+	// the last transactions acknowledged before a power loss or an
+	// operating system crash (not a crash of the process) may be lost.
+	// Keep FULL where an acknowledged event must survive power loss.
+	SynchronousNormal bool
+}
+
+// OpenWith is Open with options (nil: the defaults).
+func OpenWith(ctx context.Context, dbname string, opts *Options) (*sql.DB, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	lockTimeout := o.LockTimeout
 	if lockTimeout <= 0 {
 		lockTimeout = DefaultLockTimeout
 	}
@@ -58,6 +83,11 @@ func Open(ctx context.Context, dbname string, lockTimeout time.Duration) (*sql.D
 	memory := dbname == ":memory:" || strings.Contains(dbname, "mode=memory")
 	if !memory {
 		q.Set("_journal_mode", "WAL")
+	}
+	if o.SynchronousNormal {
+		q.Add("_pragma", "synchronous(NORMAL)")
+	} else {
+		q.Add("_pragma", "synchronous(FULL)")
 	}
 	dsn := dbname
 	if strings.HasPrefix(dsn, "file:") {
