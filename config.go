@@ -110,6 +110,16 @@ type PostgresConfig struct {
 	// Schema holds the tables (POSTGRES_SCHEMA); empty means the search
 	// path's default, normally public.
 	Schema string
+	// ReadHosts lists hot standbys of the primary, comma-separated ("host"
+	// or "host:port", Port by default), with the same database, user and
+	// password, for [OpenReplicated] to read from (POSTGRES_READ_HOSTS;
+	// this library's, not the Python library's). Empty means none. It is a
+	// string, as the variable is, so that PostgresConfig stays comparable.
+	ReadHosts string
+	// MaxReplicaLag is how far behind the primary a read host may be and
+	// still serve reads (POSTGRES_MAX_REPLICA_LAG, seconds; this library's);
+	// zero means DefaultMaxReplicaLag.
+	MaxReplicaLag time.Duration
 }
 
 // Environment variable names read by [LoadConfig], without the application
@@ -136,6 +146,11 @@ const (
 	EnvPostgresLockTO     = "POSTGRES_LOCK_TIMEOUT"
 	EnvPostgresIdleInTxTO = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
 	EnvPostgresSchema     = "POSTGRES_SCHEMA"
+	// EnvPostgresReadHosts and EnvPostgresMaxReplicaLag are this library's
+	// (the Python library has no standbys): PostgresConfig.ReadHosts and
+	// MaxReplicaLag, read by LoadConfig, used by OpenReplicated.
+	EnvPostgresReadHosts     = "POSTGRES_READ_HOSTS"
+	EnvPostgresMaxReplicaLag = "POSTGRES_MAX_REPLICA_LAG"
 )
 
 // Further environment variables the Python library reads. [LoadConfig]
@@ -357,6 +372,15 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 			}
 			p.Schema = v
 		}
+		if v, key, _ := env.get(EnvPostgresReadHosts); strings.TrimSpace(v) != "" {
+			if _, err := ReadHosts(v, p.Port); err != nil {
+				return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
+			}
+			p.ReadHosts = v
+		}
+		if p.MaxReplicaLag, err = env.seconds(EnvPostgresMaxReplicaLag); err != nil {
+			return nil, err
+		}
 		if err := env.unsupportedPostgres(); err != nil {
 			return nil, err
 		}
@@ -403,6 +427,12 @@ func (c *Config) Validate() error {
 			if err := validIdentifier(p.Schema, 63); err != nil {
 				return &ConfigError{Name: "Config.Postgres.Schema", Value: p.Schema, Reason: err.Error()}
 			}
+		}
+		if _, err := ReadHosts(p.ReadHosts, p.Port); err != nil {
+			return &ConfigError{Name: "Config.Postgres.ReadHosts", Value: p.ReadHosts, Reason: err.Error()}
+		}
+		if p.MaxReplicaLag < 0 {
+			return &ConfigError{Name: "Config.Postgres.MaxReplicaLag", Value: p.MaxReplicaLag.String(), Reason: "must not be negative"}
 		}
 	}
 	return nil
