@@ -23,6 +23,9 @@ type EventStore[E Event] struct {
 	// PageSize is how many stored events Events reads per query; zero means
 	// DefaultPageSize.
 	PageSize int
+	// Observer, if not nil, is told when each Put and each Get (or Events
+	// iteration) starts and ends, with counts, durations and errors.
+	Observer Observer
 }
 
 // NewEventStore returns an event store that maps events with m and records
@@ -74,7 +77,17 @@ func (s *EventStore[E]) put(ctx context.Context, tracking *Tracking, events []E)
 		}
 		stored[i] = se
 	}
-	return s.Recorder.InsertEvents(ctx, stored, tracking)
+	ctx, end := Observe(ctx, s.Observer, Op{Kind: OpPut, Events: len(stored)})
+	ids, err := s.Recorder.InsertEvents(ctx, stored, tracking)
+	res := OpResult{Err: err}
+	if err == nil {
+		res.Rows = len(stored)
+		if len(ids) > 0 {
+			res.LastID = ids[len(ids)-1]
+		}
+	}
+	end(res)
+	return ids, err
 }
 
 // Get returns the events of one aggregate within the query's bounds (nil
@@ -107,6 +120,9 @@ func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Q
 		if q != nil {
 			page = *q
 		}
+		ctx, end := Observe(ctx, s.Observer, Op{Kind: OpGet, OriginatorID: originatorID, Limit: max(page.Limit, 0)})
+		var res OpResult
+		defer func() { end(res) }()
 		remaining := page.Limit // <= 0: no limit
 		size := s.PageSize
 		if size <= 0 {
@@ -119,15 +135,18 @@ func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Q
 			}
 			stored, err := s.Recorder.SelectEvents(ctx, originatorID, &page)
 			if err != nil {
+				res.Err = err
 				yield(zero, err)
 				return
 			}
 			for _, se := range stored {
 				e, err := s.Mapper.FromStoredEvent(se)
 				if err != nil {
+					res.Err = err
 					yield(zero, err)
 					return
 				}
+				res.Rows++
 				if !yield(e, nil) {
 					return
 				}

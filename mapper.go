@@ -38,6 +38,7 @@ type Mapper[E Event] struct {
 }
 
 type eventType struct {
+	topic        string       // the topic it is written under (others are aliases)
 	typ          reflect.Type // as registered: a struct type or a pointer to one
 	elem         reflect.Type // the struct type
 	ptr          bool
@@ -103,22 +104,32 @@ func (m *Mapper[E]) Register(events ...E) error {
 	return nil
 }
 
-// RegisterTopic registers the type of event under topic. Stored events of
-// that topic are decoded into new values of that type: a struct type, or a
-// pointer to one, whose pointer has the method SetOriginator(uuid.UUID,
-// int64) (embed [DomainEvent]). It returns an error wrapping ErrProgramming
-// if the type does not qualify or the topic or type is registered already
-// for another type or topic.
-func (m *Mapper[E]) RegisterTopic(topic string, event E) error {
+// RegisterTopic registers the type of event under topic, and under any
+// aliases. Events of the type are written under topic; stored events of
+// topic or of an alias are decoded into new values of the type: a struct
+// type, or a pointer to one, whose pointer has the method
+// SetOriginator(uuid.UUID, int64) (embed [DomainEvent]).
+//
+// Aliases keep events readable that were written under another topic:
+// before a package was renamed or moved (the default topic is the import
+// path), or by a Python application. Upcasters registered under topic
+// apply to events read under its aliases too. Registering a type again
+// under the same topic adds aliases.
+//
+// It returns an error wrapping ErrProgramming, and registers nothing, if
+// the type does not qualify, a topic is empty, the type is registered
+// already under another topic, or topic or an alias is registered already
+// for another type.
+func (m *Mapper[E]) RegisterTopic(topic string, event E, aliases ...string) error {
 	typ := reflect.TypeOf(event)
 	if typ == nil {
 		return fmt.Errorf("%w: RegisterTopic %q: nil event", ErrProgramming, topic)
 	}
-	et := &eventType{typ: typ, elem: typ}
+	et := &eventType{typ: typ, elem: typ, topic: topic}
 	if typ.Kind() == reflect.Pointer {
 		et.elem, et.ptr = typ.Elem(), true
 	}
-	if topic == "" {
+	if topic == "" || slices.Contains(aliases, "") {
 		return fmt.Errorf("%w: empty topic for %v", ErrProgramming, typ)
 	}
 	if et.elem.Kind() != reflect.Struct {
@@ -136,13 +147,21 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E) error {
 	if m.types == nil { // a zero Mapper
 		m.types, m.topics = map[string]*eventType{}, map[reflect.Type]string{}
 	}
-	if old, ok := m.types[topic]; ok && old.typ != typ {
-		return fmt.Errorf("%w: topic %q is registered already for %v", ErrProgramming, topic, old.typ)
-	}
 	if old, ok := m.topics[typ]; ok && old != topic {
 		return fmt.Errorf("%w: %v is registered already under topic %q", ErrProgramming, typ, old)
 	}
-	m.types[topic] = et
+	all := append([]string{topic}, aliases...)
+	for _, t := range all {
+		if old, ok := m.types[t]; ok && old.typ != typ {
+			return fmt.Errorf("%w: topic %q is registered already for %v", ErrProgramming, t, old.typ)
+		}
+	}
+	if old, ok := m.types[topic]; ok {
+		et = old // registered again: its aliases join the same type
+	}
+	for _, t := range all {
+		m.types[t] = et
+	}
 	m.topics[typ] = topic
 	return nil
 }
@@ -259,7 +278,14 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 	m.init()
 	m.mu.RLock()
 	et, ok := m.types[s.Topic]
-	ups := m.upcasters[s.Topic]
+	var ups map[int]func(map[string]any) error
+	if ok {
+		// An alias's events are upcast as the type's topic says, unless
+		// upcasters were registered under the alias itself.
+		if ups = m.upcasters[et.topic]; ups == nil {
+			ups = m.upcasters[s.Topic]
+		}
+	}
 	m.mu.RUnlock()
 	if !ok {
 		return zero, fmt.Errorf("%w: %q", ErrUnknownTopic, s.Topic)

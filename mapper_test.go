@@ -597,3 +597,59 @@ func TestMapperAtVersionAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestMapperTopicAliases: a type registered under several topics writes
+// the first and reads all of them, with the upcasters of its first topic.
+func TestMapperTopicAliases(t *testing.T) {
+	m := es.NewMapper[es.Event](nil)
+	const old, python = "github.com/old/bank:Deposited", "bank:BankAccount.Deposited"
+	if err := m.RegisterTopic("bank:Deposited", &mDeposited{}, old, python); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	se, err := m.ToStoredEvent(&mDeposited{DomainEvent: es.NewDomainEvent(id, 1), Note: "n"})
+	if err != nil || se.Topic != "bank:Deposited" {
+		t.Fatalf("written under %q (%v), want the first topic", se.Topic, err)
+	}
+	if topic, _ := m.Topic(&mDeposited{}); topic != "bank:Deposited" {
+		t.Errorf("Topic: %q", topic)
+	}
+	for _, topic := range []string{"bank:Deposited", old, python} {
+		in := se
+		in.Topic = topic
+		e, err := m.FromStoredEvent(in)
+		if d, ok := e.(*mDeposited); err != nil || !ok || d.Note != "n" || d.OriginatorID() != id {
+			t.Errorf("read under %q: %#v, %v", topic, e, err)
+		}
+	}
+	// Registering again with more aliases adds them; a different first
+	// topic, or an alias that is another type's topic, is refused.
+	if err := m.RegisterTopic("bank:Deposited", &mDeposited{}, "older:Deposited"); err != nil {
+		t.Errorf("adding an alias: %v", err)
+	}
+	if _, err := m.FromStoredEvent(es.StoredEvent{OriginatorID: id, OriginatorVersion: 1, Topic: "older:Deposited", State: se.State}); err != nil {
+		t.Errorf("read under the added alias: %v", err)
+	}
+	if err := m.RegisterTopic(old, &mDeposited{}); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("an alias as the written topic: %v", err)
+	}
+	if err := m.RegisterTopic("shop:Value", &mValue{}, python); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("another type's alias: %v", err)
+	}
+	if _, err := m.FromStoredEvent(es.StoredEvent{Topic: "shop:Value", State: []byte("{}")}); !errors.Is(err, es.ErrUnknownTopic) {
+		t.Errorf("a refused registration left a topic behind: %v", err)
+	}
+
+	// Upcasters registered under the first topic apply to states read
+	// under an alias.
+	m2 := es.NewMapper[es.Event](nil)
+	if err := m2.RegisterTopic("shop:Renamed", &mRenamed{}, "shop:Retitled"); err != nil {
+		t.Fatal(err)
+	}
+	m2.Upcast("shop:Renamed", 1, func(s map[string]any) error { s["label"] = s["title"]; delete(s, "title"); return nil })
+	m2.Upcast("shop:Renamed", 2, func(s map[string]any) error { s["name"] = s["label"]; delete(s, "label"); return nil })
+	e, err := m2.FromStoredEvent(es.StoredEvent{OriginatorID: id, OriginatorVersion: 1, Topic: "shop:Retitled", State: []byte(`{"timestamp":{"_type_":"datetime_iso","_data_":"2024-03-01T12:00:00+00:00"},"title":"t"}`)})
+	if r, ok := e.(*mRenamed); err != nil || !ok || r.Name != "t" {
+		t.Errorf("upcast under an alias: %#v, %v", e, err)
+	}
+}
