@@ -181,7 +181,9 @@ func ExampleRepository_Update() {
 // Observer hook.
 type getCounter struct{ rows int }
 
-func (c *getCounter) ObserveStart(ctx context.Context, _ eventsourcing.Op) context.Context { return ctx }
+func (c *getCounter) ObserveStart(ctx context.Context, _ eventsourcing.Op) context.Context {
+	return ctx
+}
 func (c *getCounter) ObserveEnd(_ context.Context, op eventsourcing.Op, res eventsourcing.OpResult) {
 	if op.Kind == eventsourcing.OpGet {
 		c.rows += res.Rows
