@@ -29,9 +29,13 @@ func (r *SQLRecorder) GroupStats() GroupStats {
 // combined into one transaction (one lock, one commit), as bbolt's
 // DB.Batch does. A caller that finds no transaction running commits its
 // own call at once, on its own goroutine, paying nothing for grouping.
-// Callers that arrive while a transaction runs queue; when it ends, a
-// committer goroutine takes every queued call (up to MaxGroupSize) into the
-// next transaction, and so on until the queue is empty.
+// Callers that arrive while a transaction runs queue. Just before that
+// transaction's COMMIT, a committer goroutine starts the next one: it
+// takes every queued call (up to MaxGroupSize), begins and waits for the
+// lock while the first commits, and once it has the lock takes the calls
+// that queued meanwhile too; and so on until the queue is empty. (The
+// flags that keep one committer ahead are only for efficiency: two
+// transactions writing at once would still be ordered by the lock.)
 //
 // In the transaction, all callers' events go into one multi-row INSERT
 // (in caller order, so each gets its own notification IDs), then each
@@ -77,6 +81,7 @@ type groupCommitter struct {
 	mu       sync.Mutex
 	queue    []*groupCall
 	busy     bool // a transaction is running or about to
+	next     bool // a committer was started ahead, for the next group
 	maxSize  int
 	maxDelay time.Duration
 }
@@ -117,17 +122,51 @@ func (r *SQLRecorder) insertGrouped(ctx context.Context, events []StoredEvent, t
 }
 
 // handOff starts the committer for calls that queued while a caller
-// committed alone, or marks the recorder idle.
+// committed alone, unless one was started already, or marks the recorder
+// idle.
 func (r *SQLRecorder) handOff() {
 	g := r.group
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.next {
+		return // the committer started ahead takes the queue
+	}
 	if len(g.queue) == 0 {
 		g.busy = false
-		g.mu.Unlock()
 		return
 	}
-	g.mu.Unlock()
 	go r.runGroups()
+}
+
+// startNext runs just before a transaction's COMMIT: if calls are queued,
+// it starts the committer of the next group now, so that its BEGIN and
+// lock wait overlap this COMMIT (the lock is granted as this transaction
+// ends).
+func (r *SQLRecorder) startNext() {
+	g := r.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queue) > 0 && !g.next {
+		g.next = true
+		go r.runGroups()
+	}
+}
+
+// join takes queued calls into a transaction that holds the lock, up to
+// MaxGroupSize calls in all, claiming them.
+func (r *SQLRecorder) join(have int) []*groupCall {
+	g := r.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*groupCall
+	for len(g.queue) > 0 && have+len(out) < g.maxSize {
+		c := g.queue[0]
+		g.queue = g.queue[1:]
+		if c.state.CompareAndSwap(callQueued, callClaimed) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // abandon takes a call whose context ended out of its group, if its rows
@@ -150,7 +189,8 @@ func (g *groupCommitter) abandon(c *groupCall) bool {
 	return true
 }
 
-// runGroups commits queued calls, a group at a time, until none is left.
+// runGroups commits queued calls, a group at a time, until none is left or
+// it has started the committer of the next group ahead (startNext).
 func (r *SQLRecorder) runGroups() {
 	g := r.group
 	for {
@@ -163,6 +203,7 @@ func (r *SQLRecorder) runGroups() {
 			}
 		}
 		g.mu.Lock()
+		g.next = false // this is the committer started ahead, if one was
 		if len(g.queue) == 0 {
 			g.busy = false
 			g.mu.Unlock()
@@ -178,22 +219,37 @@ func (r *SQLRecorder) runGroups() {
 			c.grp = grp
 		}
 		g.mu.Unlock()
-		r.commitGroup(ctx, batch)
+		all := r.commitGroup(ctx, batch)
 		cancel()
-		for _, c := range batch {
+		for _, c := range all {
 			close(c.done)
+		}
+		g.mu.Lock()
+		ahead := g.next
+		g.mu.Unlock()
+		if ahead {
+			return // the committer started ahead takes over
 		}
 	}
 }
 
 // commitGroup writes a group's calls, setting each claimed call's ids or
 // err. ctx is cancelled when every call has been abandoned.
-func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) {
+func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) (all []*groupCall) {
 	ctx, disarm, release := cancelUntil(gctx)
 	defer release()
-	err := r.writeTx(ctx, disarm, batch, false)
+	var joined []*groupCall
+	hooks := &txHooks{
+		join: func(have int) []*groupCall {
+			joined = r.join(have)
+			return joined
+		},
+		preCommit: r.startNext,
+	}
+	defer func() { all = append(batch, joined...) }()
+	err := r.writeTx(ctx, disarm, batch, false, hooks)
 	claimed := batch[:0:0]
-	for _, c := range batch {
+	for _, c := range append(batch[:len(batch):len(batch)], joined...) {
 		if c.state.Load() == callClaimed {
 			claimed = append(claimed, c)
 		}
@@ -211,7 +267,7 @@ func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) {
 		for _, c := range claimed {
 			c.ids, c.err = nil, nil
 		}
-		err = r.writeTx(ctx, func() error { return nil }, claimed, true)
+		err = r.writeTx(ctx, func() error { return nil }, claimed, true, nil)
 		if err == nil {
 			return
 		}
@@ -223,4 +279,5 @@ func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) {
 	}
 	// Calls that were never claimed were abandoned: their callers have
 	// returned already.
+	return
 }

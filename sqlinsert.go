@@ -114,7 +114,11 @@ func (r *SQLRecorder) commitAlone(c *groupCall) {
 	c.state.Store(callClaimed)
 	ctx, disarm, release := cancelUntil(c.ctx)
 	defer release()
-	err := r.writeTx(ctx, disarm, []*groupCall{c}, false)
+	var hooks *txHooks
+	if r.group != nil {
+		hooks = &txHooks{preCommit: r.startNext}
+	}
+	err := r.writeTx(ctx, disarm, []*groupCall{c}, false, hooks)
 	if err != nil {
 		c.ids = nil
 		if c.err == nil {
@@ -131,6 +135,15 @@ func (r *SQLRecorder) callError(c *groupCall, err error) error {
 	return r.dbError(c.ctx, "insert events", r.events, err)
 }
 
+// txHooks lets group commit take part in a write transaction: join takes
+// calls that queued while the lock was awaited (given how many the
+// transaction holds), and preCommit runs just before COMMIT, when the next
+// group may start waiting for the lock.
+type txHooks struct {
+	join      func(have int) []*groupCall
+	preCommit func()
+}
+
 // errAbandoned: every caller of a group gave up before its rows were
 // inserted.
 var errAbandoned = errors.New("every caller's context ended")
@@ -141,7 +154,7 @@ var errAbandoned = errors.New("every caller's context ended")
 // gave up by then are left out. With savepoints, each call is inserted under
 // its own savepoint and a call that conflicts gets its own *IntegrityError
 // while the others commit; without, the first error fails the transaction.
-func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []*groupCall, savepoints bool) (err error) {
+func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []*groupCall, savepoints bool, hooks *txHooks) (err error) {
 	if err := r.acquireWriter(ctx); err != nil {
 		return err
 	}
@@ -169,6 +182,11 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 			live = append(live, c)
 		}
 	}
+	if hooks != nil && hooks.join != nil && (n > 0 || len(r.lockSQL) == 0) {
+		// The lock is held (or none is needed): calls that queued while
+		// it was awaited join this transaction, claimed at once.
+		live = append(live, hooks.join(len(live))...)
+	}
 	if len(live) == 0 {
 		return errAbandoned
 	}
@@ -182,6 +200,9 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 	}
 	if err := disarm(); err != nil {
 		return err
+	}
+	if hooks != nil && hooks.preCommit != nil {
+		hooks.preCommit()
 	}
 	if err := tx.Commit(); err != nil {
 		return r.dbError(ctx, "commit", r.events, err)
