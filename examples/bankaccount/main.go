@@ -1,7 +1,7 @@
-// Command bankaccount is a small event-sourced bank account: it opens an
-// account, deposits and withdraws money, takes a snapshot, rebuilds the
-// account from the snapshot and the events after it, and lists the
-// notification log.
+// Command bankaccount is a small event-sourced bank account: an aggregate
+// with commands, saved and loaded through a repository that takes a
+// snapshot every few events and retries commands that meet a concurrent
+// writer; then it lists the notification log.
 //
 // By default it stores everything in an embedded SQLite file in the
 // system's temporary directory, so it needs no server:
@@ -25,42 +25,37 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/google/uuid"
-
-	"github.com/seed06b138f8/eventsourcing"
+	es "github.com/seed06b138f8/eventsourcing"
 	_ "github.com/seed06b138f8/eventsourcing/dialect/postgres"
 	_ "github.com/seed06b138f8/eventsourcing/dialect/sqlite"
 )
 
-// The account's events.
+// The account's events, registered under explicit topics in run.
 type (
-	// Opened is the first event of an account.
 	Opened struct {
-		eventsourcing.DomainEvent
+		es.DomainEvent
 		FullName string `json:"full_name"`
 	}
-	// Deposited adds money, in cents.
 	Deposited struct {
-		eventsourcing.DomainEvent
-		Amount int64 `json:"amount"`
+		es.DomainEvent
+		Amount int64 `json:"amount"` // cents
 	}
-	// Withdrawn takes money out, in cents.
 	Withdrawn struct {
-		eventsourcing.DomainEvent
+		es.DomainEvent
 		Amount int64 `json:"amount"`
 	}
 )
 
-// Account is the aggregate's state, rebuilt from its events, and what a
-// snapshot holds.
+// Account is the aggregate. Root keeps its ID, version and pending
+// events; its exported fields are what a snapshot holds.
 type Account struct {
+	es.Root
 	FullName string `json:"full_name"`
 	Balance  int64  `json:"balance"`
-	Version  int64  `json:"-"`
 }
 
-// apply moves the account on by one event.
-func (a *Account) apply(e eventsourcing.Event) {
+// Apply moves the account on by one event.
+func (a *Account) Apply(e es.Event) {
 	switch e := e.(type) {
 	case *Opened:
 		a.FullName = e.FullName
@@ -69,10 +64,24 @@ func (a *Account) apply(e eventsourcing.Event) {
 	case *Withdrawn:
 		a.Balance -= e.Amount
 	}
-	a.Version = e.OriginatorVersion()
 }
 
-const appName = "BankAccounts"
+var errInsufficientFunds = errors.New("insufficient funds")
+
+// Open, Deposit and Withdraw are the commands: they check, then trigger.
+func Open(fullName string) (*Account, error) {
+	a := &Account{}
+	return a, es.Trigger(a, &Opened{FullName: fullName})
+}
+
+func (a *Account) Deposit(amount int64) error { return es.Trigger(a, &Deposited{Amount: amount}) }
+
+func (a *Account) Withdraw(amount int64) error {
+	if amount > a.Balance {
+		return errInsufficientFunds
+	}
+	return es.Trigger(a, &Withdrawn{Amount: amount})
+}
 
 func main() {
 	if err := run(context.Background()); err != nil {
@@ -81,133 +90,117 @@ func main() {
 	}
 }
 
-// lookup is os.LookupEnv, except that without any PERSISTENCE_MODULE the
-// example uses an SQLite file in the temporary directory.
-func lookup(key string) (string, bool) {
-	if v, ok := os.LookupEnv(key); ok {
-		return v, true
-	}
-	_, set := os.LookupEnv(eventsourcing.EnvPersistenceModule)
-	_, setApp := os.LookupEnv("BANKACCOUNTS_" + eventsourcing.EnvPersistenceModule)
-	if set || setApp {
-		return "", false
-	}
-	switch key {
-	case eventsourcing.EnvPersistenceModule:
-		return eventsourcing.ModuleSQLite, true
-	case eventsourcing.EnvSQLiteDBName:
-		return filepath.Join(os.TempDir(), "eventsourcing-bankaccounts.db"), true
-	}
-	return "", false
-}
-
 func run(ctx context.Context) error {
-	cfg, err := eventsourcing.LoadConfig(appName, lookup)
+	// The environment, as for the Python library; without it, an SQLite
+	// file in the temporary directory.
+	defaults := map[string]string{
+		es.EnvPersistenceModule: es.ModuleSQLite,
+		es.EnvSQLiteDBName:      filepath.Join(os.TempDir(), "eventsourcing-bankaccounts.db"),
+	}
+	cfg, err := es.LoadConfig("BankAccounts", func(key string) (string, bool) {
+		if v, ok := os.LookupEnv(key); ok {
+			return v, true
+		}
+		v, ok := defaults[key]
+		return v, ok
+	})
 	if err != nil {
 		return err
 	}
-	store, err := eventsourcing.Open(ctx, cfg)
+	store, err := es.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	where := cfg.Module()
-	if where == eventsourcing.ModuleSQLite {
-		where += " " + cfg.SQLite.DBName
-	}
-	fmt.Println("store:", where)
-
+	fmt.Println("store:", cfg.Module(), cfg.SQLite.DBName)
 	opts, err := cfg.MapperOptions()
 	if err != nil {
 		return err
 	}
-	mapper := eventsourcing.NewMapper[eventsourcing.Event](opts)
-	if err := mapper.Register(&Opened{}, &Deposited{}, &Withdrawn{}); err != nil {
+
+	// Explicit topics: stored events keep their topic for ever, whatever
+	// happens to this package's import path. The aliases read what earlier
+	// versions of this example wrote under Go's default topics.
+	mapper := es.NewMapper[es.Event](opts)
+	if err := errors.Join(
+		mapper.RegisterTopic("bankaccount:Opened", &Opened{}, "main:Opened"),
+		mapper.RegisterTopic("bankaccount:Deposited", &Deposited{}, "main:Deposited"),
+		mapper.RegisterTopic("bankaccount:Withdrawn", &Withdrawn{}, "main:Withdrawn"),
+	); err != nil {
 		return err
 	}
-	events := eventsourcing.NewEventStore(mapper, store.Events)
-	snapshots, err := eventsourcing.NewSnapshotStore[Account]("bankaccount:Account", opts, store.Snapshots)
+	snapshots, err := es.NewSnapshotStore[*Account]("bankaccount:Account", opts, store.Snapshots)
 	if err != nil {
 		return err
 	}
-
-	// Open an account and move some money.
-	id := uuid.New()
+	accounts, err := es.NewRepository(es.NewEventStore(mapper, store.Events), snapshots, &es.RepositoryOptions{SnapshotEvery: 3})
+	if err != nil {
+		return err
+	}
 	start, err := store.Events.MaxNotificationID(ctx)
 	if err != nil {
 		return err
 	}
-	ids, err := events.Put(ctx,
-		&Opened{DomainEvent: eventsourcing.NewDomainEvent(id, 1), FullName: "Alice"},
-		&Deposited{DomainEvent: eventsourcing.NewDomainEvent(id, 2), Amount: 10000},
-	)
+
+	// Open an account: a new aggregate is saved like any other.
+	acct, err := Open("Alice")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("opened account %s and deposited 100.00 (notifications %v)\n", id, ids)
-	if _, err := events.Put(ctx, &Withdrawn{DomainEvent: eventsourcing.NewDomainEvent(id, 3), Amount: 2550}); err != nil {
+	if err := acct.Deposit(10000); err != nil {
+		return err
+	}
+	if _, err := accounts.Save(ctx, acct); err != nil {
+		return err
+	}
+	id := acct.ID()
+	fmt.Printf("opened account %s and deposited 100.00\n", id)
+
+	// Update loads, runs the command and saves, again if another writer
+	// got in first. Version 3 is a multiple of 3: a snapshot is taken.
+	if _, err := accounts.Update(ctx, id, func(a *Account) error { return a.Withdraw(2550) }); err != nil {
 		return err
 	}
 	fmt.Println("withdrew 25.50")
+	_, err = accounts.Update(ctx, id, func(a *Account) error { return a.Withdraw(1_000_000) })
+	fmt.Println("withdrawing 10000.00 was refused:", err)
 
-	// Another writer that read version 2 and also writes version 3 loses.
-	_, err = events.Put(ctx, &Deposited{DomainEvent: eventsourcing.NewDomainEvent(id, 3), Amount: 1})
-	if !errors.Is(err, eventsourcing.ErrIntegrity) {
-		return fmt.Errorf("a conflicting write was not refused: %v", err)
-	}
-	fmt.Println("a conflicting write of version 3 was refused:", err)
-
-	// Snapshot the account at its current version.
-	acct, err := load(ctx, snapshots, events, id)
+	// A write decided on an old version is refused: reload and decide again.
+	stale, err := accounts.Load(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := snapshots.Put(ctx, &eventsourcing.Snapshot[Account]{DomainEvent: eventsourcing.NewDomainEvent(id, acct.Version), State: *acct}); err != nil {
-		return err
-	}
-	fmt.Printf("snapshot taken at version %d\n", acct.Version)
-
-	if _, err := events.Put(ctx, &Deposited{DomainEvent: eventsourcing.NewDomainEvent(id, 4), Amount: 1234}); err != nil {
+	if _, err := accounts.Update(ctx, id, func(a *Account) error { return a.Deposit(1234) }); err != nil {
 		return err
 	}
 	fmt.Println("deposited 12.34")
+	if err := stale.Deposit(1); err != nil {
+		return err
+	}
+	if _, err := accounts.Save(ctx, stale); !errors.Is(err, es.ErrIntegrity) {
+		return fmt.Errorf("a stale write was not refused: %v", err)
+	}
+	fmt.Printf("a deposit decided on version %d was refused: another writer saved first\n", stale.Version()-1)
 
-	acct, err = load(ctx, snapshots, events, id)
+	acct, err = accounts.Load(ctx, id)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("account of %s at version %d: balance %d.%02d\n", acct.FullName, acct.Version, acct.Balance/100, acct.Balance%100)
+	snap, err := snapshots.Latest(ctx, id, 0)
+	if err != nil || snap == nil {
+		return fmt.Errorf("no snapshot: %v", err)
+	}
+	fmt.Printf("account of %s at version %d: balance %d.%02d (loaded from the snapshot at version %d and the events after it)\n",
+		acct.FullName, acct.Version(), acct.Balance/100, acct.Balance%100, snap.Version)
 
-	// Follow the notification log, as a downstream reader would.
+	// The layer below: the notification log, as a downstream reader sees it.
 	fmt.Println("notification log (this run):")
-	notes, err := store.Events.SelectNotifications(ctx, start, 100, &eventsourcing.NotificationQuery{ExclusiveStart: true})
+	notes, err := store.Events.SelectNotifications(ctx, start, 100, &es.NotificationQuery{ExclusiveStart: true})
 	if err != nil {
 		return err
 	}
 	for _, n := range notes {
-		e, err := mapper.FromStoredEvent(n.StoredEvent)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("  %d  %-40s v%d  %T\n", n.ID, n.Topic, n.OriginatorVersion, e)
+		fmt.Printf("  %d  %-22s v%d\n", n.ID, n.Topic, n.OriginatorVersion)
 	}
 	return nil
-}
-
-// load rebuilds an account from its latest snapshot and the events after it.
-func load(ctx context.Context, snapshots *eventsourcing.SnapshotStore[Account], events *eventsourcing.EventStore[eventsourcing.Event], id uuid.UUID) (*Account, error) {
-	snap, after, err := eventsourcing.LoadAggregate(ctx, snapshots, events, id)
-	if err != nil {
-		return nil, err
-	}
-	acct := &Account{}
-	if snap != nil {
-		*acct = snap.State
-		acct.Version = snap.Version
-		fmt.Printf("  (rebuilt from the snapshot at version %d and %d later event(s))\n", snap.Version, len(after))
-	}
-	for _, e := range after {
-		acct.apply(e)
-	}
-	return acct, nil
 }
