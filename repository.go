@@ -314,7 +314,7 @@ func (r *Repository[A]) Update(ctx context.Context, id uuid.UUID, fn func(A) err
 	case cmdErr != nil:
 		return zero, cmdErr
 	case err != nil:
-		return zero, fmt.Errorf("update aggregate %s: %w", id, err)
+		return zero, fmt.Errorf("update: %w", err) // err names the aggregate
 	}
 	return saved, nil
 }

@@ -525,3 +525,30 @@ func TestRepositoryRetryTransient(t *testing.T) {
 		t.Errorf("cancelled while waiting: %v", err)
 	}
 }
+
+// TestRepositorySaveWithTracking: the tracking record is written with the
+// events; a notification processed already writes nothing.
+func TestRepositorySaveWithTracking(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range repoBackends() {
+		t.Run(b.name, func(t *testing.T) {
+			events, _ := b.open(t)
+			repo := newAccounts(t, events, nil, nil, nil)
+			a, _ := openAccount("Ann")
+			upstream := es.Tracking{ApplicationName: "Payments", NotificationID: 7}
+			if _, err := repo.SaveWithTracking(ctx, upstream, a); err != nil {
+				t.Fatal(err)
+			}
+			if max, err := events.MaxTrackingID(ctx, "Payments"); err != nil || max != 7 {
+				t.Errorf("MaxTrackingID %d, %v", max, err)
+			}
+			a.Deposit(1)
+			if _, err := repo.SaveWithTracking(ctx, upstream, a); !errors.Is(err, es.ErrIntegrity) || len(a.PendingEvents()) != 1 {
+				t.Errorf("again: %v, %d pending", err, len(a.PendingEvents()))
+			}
+			if got, _ := repo.Load(ctx, a.ID()); got.Version() != 1 {
+				t.Errorf("version %d after a refused tracking record, want 1", got.Version())
+			}
+		})
+	}
+}
