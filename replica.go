@@ -151,6 +151,13 @@ type standby struct {
 	reads    atomic.Int64
 	poke     hinter // check now (a read failed)
 
+	// One poller reads the replayed position for every waiter.
+	waiters atomic.Int64
+	pollMu  sync.Mutex
+	polling bool
+	polls   commitSignal // broadcast after each poll
+	pollErr atomic.Pointer[error]
+
 	mu sync.Mutex
 	st StandbyStatus
 }
@@ -392,8 +399,9 @@ func (s *standbySet) check(ctx context.Context, sb *standby) {
 }
 
 // waitReplayed waits until the standby has replayed pos, for at most
-// bound, polling it from every 100 µs up to every 5 ms. It reports whether
-// it has; the error is the query's (or the context's).
+// bound, and reports whether it has; the error is the standby's (or the
+// context's). However many wait at once, one goroutine polls the standby
+// for them: every 100 µs at first, backing off to every millisecond.
 func (s *standbySet) waitReplayed(ctx context.Context, sb *standby, pos LSN, bound time.Duration) (bool, error) {
 	if LSN(sb.replayed.Load()) >= pos {
 		return true, nil
@@ -402,34 +410,63 @@ func (s *standbySet) waitReplayed(ctx context.Context, sb *standby, pos LSN, bou
 	if db == nil {
 		return false, nil
 	}
-	deadline := time.Now().Add(bound)
-	sleep := 100 * time.Microsecond
-	var t *time.Timer
+	sb.waiters.Add(1)
+	defer sb.waiters.Add(-1)
+	t := time.NewTimer(bound)
+	defer t.Stop()
 	for {
-		_, r, _, err := s.replicaState(ctx, db)
-		if err != nil {
-			return false, err
-		}
-		sb.advance(r)
-		if r >= pos {
+		ch := sb.polls.wait()
+		if LSN(sb.replayed.Load()) >= pos {
 			return true, nil
 		}
-		if time.Now().Add(sleep).After(deadline) {
-			return false, nil
-		}
-		if t == nil {
-			t = time.NewTimer(sleep)
-			defer t.Stop()
-		} else {
-			t.Reset(sleep)
-		}
+		s.startPoller(sb, db)
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
 		case <-t.C:
+			return LSN(sb.replayed.Load()) >= pos, nil
+		case <-ch:
+			if p := sb.pollErr.Load(); p != nil {
+				return false, *p
+			}
 		}
-		sleep = min(2*sleep, 5*time.Millisecond)
 	}
+}
+
+// startPoller starts the standby's poller unless it runs: it reads the
+// replayed position and wakes the waiters, until none is left.
+func (s *standbySet) startPoller(sb *standby, db *sql.DB) {
+	sb.pollMu.Lock()
+	defer sb.pollMu.Unlock()
+	if sb.polling {
+		return
+	}
+	sb.polling = true
+	go func() {
+		sleep := 100 * time.Microsecond
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), s.o.CheckInterval+s.o.MaxLag)
+			_, r, _, err := s.replicaState(ctx, db)
+			cancel()
+			if err != nil {
+				sb.pollErr.Store(&err)
+				sleep = 10 * time.Millisecond
+			} else {
+				sb.pollErr.Store(nil)
+				sb.advance(r)
+			}
+			sb.polls.broadcast()
+			sb.pollMu.Lock()
+			if sb.waiters.Load() == 0 {
+				sb.polling = false
+				sb.pollMu.Unlock()
+				return
+			}
+			sb.pollMu.Unlock()
+			time.Sleep(sleep)
+			sleep = min(2*sleep, time.Millisecond)
+		}
+	}()
 }
 
 // usable returns the usable standbys, in round-robin order.
@@ -800,6 +837,17 @@ func (r *ReplicatedRecorder) SelectNotifications(ctx context.Context, start int6
 	var out []Notification
 	err := r.read(ctx, func(rec *SQLRecorder) (err error) {
 		out, err = rec.SelectNotifications(ctx, start, limit, q)
+		return err
+	})
+	return out, err
+}
+
+// SelectNotificationsInto is SelectNotifications reusing dst, as
+// [SQLRecorder.SelectNotificationsInto] does.
+func (r *ReplicatedRecorder) SelectNotificationsInto(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	var out []Notification
+	err := r.read(ctx, func(rec *SQLRecorder) (err error) {
+		out, err = rec.SelectNotificationsInto(ctx, dst, start, limit, q)
 		return err
 	})
 	return out, err

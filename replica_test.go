@@ -273,7 +273,9 @@ func TestReplicaWritersAndReaders(t *testing.T) {
 					}
 					return
 				}
+				mu.Lock()
 				seen[r] = append(seen[r], n.ID)
+				mu.Unlock()
 			}
 		}()
 	}
@@ -540,4 +542,135 @@ func TestReplicaRunner(t *testing.T) {
 	if f.rr.Standbys()[0].Reads == 0 {
 		t.Error("the runner read nothing from the standby")
 	}
+}
+
+// newReplicaBench is newReplicaFixture for benchmarks.
+func newReplicaBench(b *testing.B) *replicaFixture {
+	b.Helper()
+	standbyDB := pgtest.ReplicaDB(b)
+	db := pgtest.DB(b)
+	f := &replicaFixture{primaryDB: db, standbyDB: standbyDB, schema: pgtest.Schema(b, db)}
+	p, err := es.NewSQLRecorder(context.Background(), db, postgres.Dialect{}, &es.SQLOptions{AppName: "App", Schema: f.schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.CreateTables(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	f.primary = p
+	rr, err := es.NewReplicatedRecorder(context.Background(), p, []es.Standby{{Name: "standby", DB: standbyDB}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rr.Close() })
+	f.rr = rr
+	return f
+}
+
+// BenchmarkReplicaReads reads an aggregate of 10 events, and pages of 500
+// of a 10,000-event log, from the primary and from the standby (through a
+// ReplicatedRecorder) in the same run.
+func BenchmarkReplicaReads(b *testing.B) {
+	f := newReplicaBench(b)
+	ctx := context.Background()
+	const aggregates, versions = 1000, 10
+	ids := make([]uuid.UUID, aggregates)
+	for i := range ids {
+		ids[i] = uuid.New()
+		evs := make([]es.StoredEvent, versions)
+		for v := range evs {
+			evs[v] = es.StoredEvent{OriginatorID: ids[i], OriginatorVersion: int64(v + 1), Topic: "bench:Event", State: []byte(`{"amount":100,"note":"a deposit of some size"}`)}
+		}
+		if _, err := f.primary.InsertEvents(ctx, evs, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pos, err := f.rr.Position(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if ok, err := f.rr.WaitReplayed(ctx, pos); !ok || err != nil {
+		b.Fatalf("standby did not replay the fixture: %v", err)
+	}
+	max, _ := f.primary.MaxNotificationID(ctx)
+	standbyOnly, err := es.NewSQLRecorder(ctx, f.standbyDB, postgres.Dialect{}, &es.SQLOptions{AppName: "App", Schema: f.schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, target := range []struct {
+		name string
+		rec  es.ApplicationRecorder
+	}{{"primary", f.primary}, {"standby", f.rr}, {"standby-direct", standbyOnly}} {
+		b.Run("GetAggregate/"+target.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				evs, err := target.rec.SelectEvents(ctx, ids[i%aggregates], nil)
+				if err != nil || len(evs) != versions {
+					b.Fatal(len(evs), err)
+				}
+			}
+		})
+		b.Run("PageLog500/"+target.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var start int64
+			for b.Loop() {
+				ns, err := target.rec.SelectNotifications(ctx, start, 500, &es.NotificationQuery{ExclusiveStart: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				start = ns[len(ns)-1].ID
+				if start >= max-500 {
+					start = 0
+				}
+			}
+			b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkReplicaLag measures, under 8 writers committing as fast as they
+// can, how long after a commit the standby shows it: the time from reading
+// the primary's WAL position to the standby having replayed it, sampled
+// every b.Loop iteration; and a Put-then-Get pair with read-your-writes.
+func BenchmarkReplicaLag(b *testing.B) {
+	f := newReplicaBench(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var written atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := f.primary.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t", State: []byte(`{"amount":100}`)}}, nil); err == nil {
+					written.Add(1)
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel()
+	time.Sleep(200 * time.Millisecond)
+	var lags []time.Duration
+	start := time.Now()
+	w0 := written.Load()
+	for b.Loop() {
+		pos, err := f.rr.Position(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if ok, err := f.rr.WaitReplayed(ctx, pos); !ok || err != nil {
+			b.Fatalf("not replayed within MaxLag: %v", err)
+		}
+		lags = append(lags, time.Since(t0))
+		time.Sleep(time.Millisecond)
+	}
+	el := time.Since(start)
+	slices.Sort(lags)
+	q := func(p float64) float64 { return float64(lags[int(p*float64(len(lags)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.5), "lag-p50-ms")
+	b.ReportMetric(q(0.99), "lag-p99-ms")
+	b.ReportMetric(float64(written.Load()-w0)/el.Seconds(), "commits/s")
 }

@@ -3,13 +3,14 @@
 #
 #   .ci/standby.sh start [PORT]   set up replication on the primary (127.0.0.1:5432) if
 #                                 missing, pg_basebackup -R into a new temporary directory,
-#                                 start a standby on 127.0.0.1:PORT (default 5433), wait
-#                                 until it takes read-only connections; prints the directory
+#                                 start a standby on 127.0.0.1:PORT (default: the first free
+#                                 port from 5433), wait until it takes read-only connections;
+#                                 prints the directory, which holds the port in DIR/port
 #   .ci/standby.sh ctl DIR stop|start   stop (fast) or start again the standby in DIR
 #   .ci/standby.sh remove DIR     stop the standby in DIR (if running) and delete DIR
 #
 # Run as root (the server runs as user postgres) or as postgres.
-set -euo pipefail
+set -eEuo pipefail
 
 primary_port=5432
 ver="$(ls /etc/postgresql | sort -V | tail -1)"
@@ -31,8 +32,10 @@ ensure_primary() {
     psql_primary "ALTER SYSTEM SET max_wal_senders = 10" >/dev/null; restart=1
   fi
   hba="$(psql_primary 'SHOW hba_file')"
+  # First, so that no other replication line (scram-sha-256, say) matches
+  # before it.
   if ! grep -Eq '^[[:space:]]*host[[:space:]]+replication[[:space:]]+(all|postgres)[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
-    echo "host replication all 127.0.0.1/32 trust # eventsourcing CI standby" >>"$hba"
+    sed -i '1i host replication all 127.0.0.1/32 trust # eventsourcing CI standby (.ci/standby.sh)' "$hba"
     psql_primary "SELECT pg_reload_conf()" >/dev/null
   fi
   if [ "$restart" = 1 ]; then
@@ -41,15 +44,23 @@ ensure_primary() {
   fi
 }
 
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start() {
-  local port="${1:-5433}" dir
-  if pg_isready -h 127.0.0.1 -p "$port" -q; then
-    echo "standby.sh: port $port is already taken" >&2; exit 1
+  local port="${1:-}" dir
+  if [ -z "$port" ]; then
+    for p in $(seq 5433 5452); do
+      if port_free "$p"; then port="$p"; break; fi
+    done
+  fi
+  if [ -z "$port" ] || ! port_free "$port"; then
+    echo "standby.sh: port ${port:-5433-5452} is taken" >&2; exit 1
   fi
   ensure_primary
   dir="$(mktemp -d /tmp/eventsourcing-standby.XXXXXX)"
   chown postgres: "$dir" 2>/dev/null || true
   chmod 700 "$dir"
+  trap 'remove "$dir"' ERR
   # -R writes standby.signal and primary_conninfo; -X stream copies the WAL
   # written meanwhile (through a temporary slot, none is left behind).
   as_postgres "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres \
@@ -70,9 +81,11 @@ local all all trust
 host all all 127.0.0.1/32 trust
 CONF
   as_postgres touch "$dir/data/pg_ident.conf"
+  echo "$port" >"$dir/port"
   as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 start >&2
   for _ in $(seq 1 60); do
     if [ "$(psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = t ]; then
+      trap - ERR
       echo "$dir"; return 0
     fi
     sleep 1
