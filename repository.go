@@ -96,7 +96,8 @@ type Repository[A Aggregate] struct {
 // are in events and whose snapshots, if snapshots is not nil, are in
 // snapshots (make it with the same mapper options as the events, and the
 // aggregate's topic). A that is not a pointer to a struct, a nil event
-// store, or SnapshotEvery without a snapshot store is an error wrapping
+// store or one without mapper or recorder, a negative SnapshotEvery, or
+// SnapshotEvery without a snapshot store is an error wrapping
 // ErrProgramming.
 func NewRepository[A Aggregate](events *EventStore[Event], snapshots *SnapshotStore[A], opts *RepositoryOptions) (*Repository[A], error) {
 	r := &Repository[A]{events: events, snapshots: snapshots}
@@ -109,7 +110,9 @@ func NewRepository[A Aggregate](events *EventStore[Event], snapshots *SnapshotSt
 		return nil, fmt.Errorf("%w: repository: aggregate type %v is not a pointer to a struct", ErrProgramming, typ)
 	case events == nil:
 		return nil, fmt.Errorf("%w: repository: nil event store", ErrProgramming)
-	case r.o.SnapshotEvery < 0 || (r.o.SnapshotEvery > 0 && snapshots == nil):
+	case r.o.SnapshotEvery < 0:
+		return nil, fmt.Errorf("%w: repository: negative SnapshotEvery %d", ErrProgramming, r.o.SnapshotEvery)
+	case r.o.SnapshotEvery > 0 && snapshots == nil:
 		return nil, fmt.Errorf("%w: repository: SnapshotEvery %d needs a snapshot store", ErrProgramming, r.o.SnapshotEvery)
 	}
 	r.elem = typ.Elem()
