@@ -561,6 +561,7 @@ type ReplicatedRecorder struct {
 	ryw       bool
 	pos       atomic.Uint64 // highest write position, if ryw
 	primReads atomic.Int64
+	hubs      [2]wakeHub // without and with LISTEN
 }
 
 var (
@@ -886,25 +887,98 @@ func (r *ReplicatedRecorder) CreateTables(ctx context.Context) error {
 // more when the usable standbys have replayed the primary's position after
 // the wake-up (waiting up to MaxLag), so that a subscriber reading from a
 // standby finds what woke it. The first wake-up lets WaitTracking, which
-// asks the primary, go on at once.
+// asks the primary, go on at once. However many subscribers wait at once,
+// the recorder holds one LISTEN connection to the primary for them, and
+// reads the primary's position once per wake-up.
 func (r *ReplicatedRecorder) Wake(ctx context.Context, listen bool, wake func()) {
 	if len(r.set.sb) == 0 {
 		r.primary.Wake(ctx, listen, wake)
 		return
 	}
-	h := make(hinter, 1)
+	h := &r.hubs[0]
+	if listen {
+		h = &r.hubs[1]
+	}
+	ready := h.join(r, listen)
+	defer h.leave()
+	select {
+	case <-ctx.Done():
+		return
+	case <-ready:
+	}
+	pch, rch := h.primary.wait(), h.replayed.wait()
+	wake()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pch:
+			pch = h.primary.wait()
+			wake()
+		case <-rch:
+			rch = h.replayed.wait()
+			wake()
+		}
+	}
+}
+
+// wakeHub shares one primary Wake (one LISTEN connection) among a
+// recorder's subscribers while any is waiting.
+type wakeHub struct {
+	mu       sync.Mutex
+	n        int
+	cancel   context.CancelFunc
+	ready    chan struct{}
+	done     chan struct{}
+	primary  commitSignal // a commit on the primary
+	replayed commitSignal // the standbys replayed the position after one
+}
+
+func (h *wakeHub) join(r *ReplicatedRecorder, listen bool) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+	if h.n == 1 {
+		ctx, cancel := context.WithCancel(context.Background())
+		h.cancel, h.ready, h.done = cancel, make(chan struct{}), make(chan struct{})
+		go h.run(ctx, r, listen, h.ready, h.done)
+	}
+	return h.ready
+}
+
+func (h *wakeHub) leave() {
+	h.mu.Lock()
+	h.n--
+	if h.n > 0 {
+		h.mu.Unlock()
+		return
+	}
+	h.cancel()
+	done := h.done
+	h.mu.Unlock()
+	<-done
+}
+
+func (h *wakeHub) run(ctx context.Context, r *ReplicatedRecorder, listen bool, ready, done chan struct{}) {
+	defer close(done)
+	hint := make(hinter, 1)
+	var once sync.Once
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r.primary.Wake(ctx, listen, func() { wake(); h.hint() })
+		r.primary.Wake(ctx, listen, func() {
+			once.Do(func() { close(ready) })
+			h.primary.broadcast()
+			hint.hint()
+		})
 	}()
 	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-h:
+		case <-hint:
 		}
 		p, err := r.set.position(ctx)
 		if err != nil {
@@ -915,7 +989,7 @@ func (r *ReplicatedRecorder) Wake(ctx context.Context, listen bool, wake func())
 				return
 			}
 		}
-		wake()
+		h.replayed.broadcast()
 	}
 }
 
