@@ -236,6 +236,15 @@ func (r *SQLRecorder) runGroups() {
 // commitGroup writes a group's calls, setting each claimed call's ids or
 // err. ctx is cancelled when every call has been abandoned.
 func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) (all []*groupCall) {
+	var err error
+	if r.observer != nil {
+		n := 0
+		for _, c := range batch {
+			n += len(c.events)
+		}
+		_, end := Observe(gctx, r.observer, Op{Kind: OpGroupCommit, Table: r.events.String(), Calls: len(batch), Events: n})
+		defer func() { end(groupResult(all, err)) }()
+	}
 	ctx, disarm, release := cancelUntil(gctx)
 	defer release()
 	var joined []*groupCall
@@ -247,7 +256,7 @@ func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) (all
 		preCommit: r.startNext,
 	}
 	defer func() { all = append(batch, joined...) }()
-	err := r.writeTx(ctx, disarm, batch, false, hooks)
+	err = r.writeTx(ctx, disarm, batch, false, hooks)
 	claimed := batch[:0:0]
 	for _, c := range append(batch[:len(batch):len(batch)], joined...) {
 		if c.state.Load() == callClaimed {

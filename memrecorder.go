@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 )
@@ -21,6 +22,27 @@ type MemoryRecorder struct {
 	aggregates map[uuid.UUID][]int64
 	tracking   map[string]int64
 	commits    commitSignal // broadcast after each insert
+	observer   atomic.Pointer[observerBox]
+}
+
+type observerBox struct{ o Observer }
+
+// SetObserver makes o (nil: none) be told about every insert
+// (OpGroupCommit, one call each) and every page of the notification log
+// read (OpSelectNotifications).
+func (r *MemoryRecorder) SetObserver(o Observer) {
+	if o == nil {
+		r.observer.Store(nil)
+		return
+	}
+	r.observer.Store(&observerBox{o})
+}
+
+func (r *MemoryRecorder) obs() Observer {
+	if b := r.observer.Load(); b != nil {
+		return b.o
+	}
+	return nil
 }
 
 const logChunk = 4096
@@ -50,6 +72,24 @@ func (r *MemoryRecorder) at(id int64) *Notification {
 // higher than the last one recorded for its application. On error nothing
 // is recorded.
 func (r *MemoryRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
+	o := r.obs()
+	if o == nil {
+		return r.insertEvents(ctx, events, tracking)
+	}
+	ctx, end := Observe(ctx, o, Op{Kind: OpGroupCommit, Table: "events", Calls: 1, Events: len(events)})
+	ids, err := r.insertEvents(ctx, events, tracking)
+	res := OpResult{Err: err}
+	if err == nil {
+		res.Calls, res.Rows = 1, len(ids)
+		if len(ids) > 0 {
+			res.LastID = ids[len(ids)-1]
+		}
+	}
+	end(res)
+	return ids, err
+}
+
+func (r *MemoryRecorder) insertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	if err := ctxErr(ctx, "insert events"); err != nil {
 		return nil, err
 	}
@@ -166,6 +206,17 @@ func (r *MemoryRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUI
 
 // SelectNotifications returns at most limit notifications from start.
 func (r *MemoryRecorder) SelectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	o := r.obs()
+	if o == nil {
+		return r.selectNotifications(ctx, start, limit, q)
+	}
+	ctx, end := Observe(ctx, o, Op{Kind: OpSelectNotifications, Table: "events", Start: start, Limit: limit})
+	out, err := r.selectNotifications(ctx, start, limit, q)
+	end(OpResult{Rows: len(out), LastID: lastNotificationID(out), Err: err})
+	return out, err
+}
+
+func (r *MemoryRecorder) selectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
 	if err := ctxErr(ctx, "select notifications"); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,10 @@ type Op struct {
 
 // OpResult describes how an operation ended.
 type OpResult struct {
+	// Calls is how many InsertEvents calls the transaction committed
+	// (OpGroupCommit): Op.Calls as it started, plus the calls that joined
+	// it once it held the lock, less those that failed or gave up.
+	Calls int
 	// Rows is how many events were written (OpPut, OpGroupCommit) or read
 	// (OpGet, OpSelectNotifications); zero after an error that wrote
 	// nothing.

@@ -111,6 +111,10 @@ func cancelUntil(parent context.Context) (ctx context.Context, disarm func() err
 // commitAlone writes one call in its own transaction, on the caller's
 // goroutine, honouring its context until COMMIT.
 func (r *SQLRecorder) commitAlone(c *groupCall) {
+	if r.observer != nil {
+		_, end := Observe(c.ctx, r.observer, Op{Kind: OpGroupCommit, Table: r.events.String(), Calls: 1, Events: len(c.events)})
+		defer func() { end(groupResult([]*groupCall{c}, c.err)) }()
+	}
 	c.state.Store(callClaimed)
 	ctx, disarm, release := cancelUntil(c.ctx)
 	defer release()
@@ -125,6 +129,25 @@ func (r *SQLRecorder) commitAlone(c *groupCall) {
 			c.err = r.callError(c, err)
 		}
 	}
+}
+
+// groupResult is what an Observer is told of a transaction: the events
+// written, the highest ID, and err.
+func groupResult(calls []*groupCall, err error) OpResult {
+	res := OpResult{Err: err}
+	if errors.Is(err, errAbandoned) {
+		res.Err = nil
+	}
+	for _, c := range calls {
+		if c.state.Load() == callClaimed && c.err == nil && err == nil {
+			res.Calls++
+			res.Rows += len(c.events)
+			if len(c.ids) > 0 {
+				res.LastID = max(res.LastID, c.ids[len(c.ids)-1])
+			}
+		}
+	}
+	return res
 }
 
 // callError makes the error a call returns from its transaction's error.

@@ -43,6 +43,10 @@ type SQLOptions struct {
 	// may combine into one transaction. Zero means 100; 1 turns group
 	// commit off (one transaction per call).
 	MaxGroupSize int
+	// Observer, if not nil, is told about every page of the notification
+	// log read (OpSelectNotifications) and every insert transaction
+	// (OpGroupCommit, with the number of calls it holds).
+	Observer Observer
 	// NoNotify turns off the wake-up a dialect sends to subscribers in
 	// other sessions when events commit (PostgreSQL NOTIFY). Subscribers
 	// still find the events by polling, later.
@@ -87,6 +91,7 @@ type SQLRecorder struct {
 	notifySQL   string       // run last in each insert transaction, if not ""
 	commits     commitSignal // broadcast after each commit of events or tracking
 	stmts       stmtCache
+	observer    Observer
 	maxNotifSQL string
 	maxTrackSQL string
 	trackSQL    string
@@ -170,6 +175,7 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	if n, ok := d.(Notifier); ok && !r.snapshots && !o.NoNotify {
 		r.notifySQL = n.NotifyStatement(r.events)
 	}
+	r.observer = o.Observer
 	r.lockSQL = d.LockForAppend(r.events, r.lockTO)
 	if b, ok := d.(StatementBatcher); ok && b.BatchStatements() && len(r.lockSQL) > 0 {
 		// One round trip for the lock statements and the NOTIFY. NOTIFY

@@ -20,6 +20,24 @@ func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limi
 // reader paging through the log with one slice allocates almost nothing
 // per page. The States of dst are overwritten: do not keep them.
 func (r *SQLRecorder) SelectNotificationsInto(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	if r.observer == nil {
+		return r.selectNotifications(ctx, dst, start, limit, q)
+	}
+	ctx, end := Observe(ctx, r.observer, Op{Kind: OpSelectNotifications, Table: r.events.String(), Start: start, Limit: limit})
+	out, err := r.selectNotifications(ctx, dst, start, limit, q)
+	end(OpResult{Rows: len(out), LastID: lastNotificationID(out), Err: err})
+	return out, err
+}
+
+// lastNotificationID returns the ID of the last notification, or 0.
+func lastNotificationID(ns []Notification) int64 {
+	if len(ns) == 0 {
+		return 0
+	}
+	return ns[len(ns)-1].ID
+}
+
+func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
 	if r.snapshots {
 		return nil, &DatabaseError{Kind: ErrProgramming, Op: "select notifications", Table: r.events.String(), Err: errors.New("a snapshots table has no notification log")}
 	}
