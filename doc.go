@@ -52,6 +52,23 @@
 //	store.Put(ctx, &Deposited{DomainEvent: eventsourcing.NewDomainEvent(id, 1), Amount: 100})
 //	events, err := store.Get(ctx, id, nil)
 //
+// # Aggregates and repositories
+//
+// An aggregate embeds [Root] and applies its events; its commands [Trigger]
+// new ones. A [Repository] loads aggregates (from the latest snapshot and
+// the events after it), saves the pending events of several aggregates in
+// one transaction, and updates one with a command, retrying it when another
+// writer saved first ([Repository.Update]).
+//
+// # Following the log
+//
+// [Subscribe] (and [EventStore.Subscribe], typed) delivers notifications
+// after a given ID, catching up and then following new commits in order,
+// each exactly once; a [Runner] processes an upstream application's events
+// into a downstream one, exactly once, resuming where it stopped;
+// [WaitTracking] waits until a downstream application has processed a
+// notification.
+//
 // # Errors
 //
 // Errors match the package's sentinel errors with [errors.Is]
