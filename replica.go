@@ -572,22 +572,24 @@ var (
 // lazyRecorder makes a standby's recorder when it is first needed (a
 // standby down at start has none yet).
 type lazyRecorder[T any] struct {
-	mu   sync.Mutex
-	rec  T
-	made bool
+	mu  sync.Mutex
+	rec atomic.Pointer[T]
 }
 
 func (l *lazyRecorder[T]) get(ctx context.Context, db *sql.DB, make func(context.Context, *sql.DB) (T, error)) (T, error) {
+	if r := l.rec.Load(); r != nil {
+		return *r, nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.made {
-		return l.rec, nil
+	if r := l.rec.Load(); r != nil {
+		return *r, nil
 	}
 	r, err := make(ctx, db)
 	if err != nil {
 		return r, err
 	}
-	l.rec, l.made = r, true
+	l.rec.Store(&r)
 	return r, nil
 }
 
@@ -799,17 +801,23 @@ func (r *ReplicatedRecorder) read(ctx context.Context, read func(*SQLRecorder) e
 // then reads the primary's position for the reads that follow.
 func (r *ReplicatedRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	ids, err := r.primary.InsertEvents(ctx, events, tracking)
-	if err != nil {
-		return ids, err
+	if err == nil {
+		r.wrote(ctx)
 	}
+	return ids, err
+}
+
+// wrote keeps the primary's position after a write for the reads that
+// must see it (ReadYourWrites), if any.
+func (r *ReplicatedRecorder) wrote(ctx context.Context) {
 	s, _ := ctx.Value(sessionKey{}).(*session)
 	if s == nil && !r.ryw {
-		return ids, nil
+		return
 	}
 	// The write is committed whatever happens now: a position that cannot
 	// be read sends the reads that must see it to the primary.
-	p, perr := r.set.position(context.WithoutCancel(ctx))
-	if perr != nil {
+	p, err := r.set.position(context.WithoutCancel(ctx))
+	if err != nil {
 		p = unknownLSN
 	}
 	if s != nil {
@@ -818,7 +826,6 @@ func (r *ReplicatedRecorder) InsertEvents(ctx context.Context, events []StoredEv
 	if r.ryw {
 		raise(&r.pos, p)
 	}
-	return ids, nil
 }
 
 // SelectEvents reads an aggregate's events from a standby (or the primary).
@@ -1011,9 +1018,14 @@ func (r *ReplicatedRecorder) Snapshots(primary *SQLSnapshotRecorder) *Replicated
 	return &ReplicatedSnapshotRecorder{primary: primary, r: r, recs: make([]lazyRecorder[*SQLSnapshotRecorder], len(r.set.sb))}
 }
 
-// InsertEvents records snapshots on the primary.
+// InsertEvents records snapshots on the primary (and, with ReadYourWrites,
+// keeps the position after them, as ReplicatedRecorder.InsertEvents does).
 func (s *ReplicatedSnapshotRecorder) InsertEvents(ctx context.Context, snapshots []StoredEvent, tracking *Tracking) ([]int64, error) {
-	return s.primary.InsertEvents(ctx, snapshots, tracking)
+	ids, err := s.primary.InsertEvents(ctx, snapshots, tracking)
+	if err == nil {
+		s.r.wrote(ctx)
+	}
+	return ids, err
 }
 
 // SelectEvents reads snapshots from a standby (or the primary).
