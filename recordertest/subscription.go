@@ -377,7 +377,10 @@ func waitTracking(t *testing.T, r es.ProcessRecorder) {
 		t.Fatal(err)
 	}
 	for _, id := range []int64{1, 5} {
-		if err := es.WaitTracking(ctx, r, app, id); err != nil {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := es.WaitTracking(tctx, r, app, id)
+		cancel()
+		if err != nil {
 			t.Fatalf("WaitTracking(%d) with 5 tracked: %v", id, err)
 		}
 	}
