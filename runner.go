@@ -41,8 +41,8 @@ type RunnerOptions struct {
 	// never skipped: Run either processes it or returns.
 	Retries int
 	// RetryDelay is the wait before the first retry, doubling with each
-	// retry up to MaxRetryDelay. Zero means DefaultRetryDelay (and
-	// DefaultMaxRetryDelay).
+	// retry up to MaxRetryDelay. Zero means DefaultRetryDelay, and a zero
+	// MaxRetryDelay means DefaultMaxRetryDelay.
 	RetryDelay    time.Duration
 	MaxRetryDelay time.Duration
 	// OnRetry, if not nil, is called with each error that will be retried
@@ -124,10 +124,12 @@ func NewRunner[U, D Event](upstreamName string, upstream *EventStore[U], downstr
 }
 
 // Run processes upstream notifications as they commit until ctx ends (it
-// returns the wrapped ctx error) or processing fails beyond the retries
-// allowed (it returns that error, naming the notification). Everything
-// committed downstream before it returns stays; the next Run resumes after
-// it.
+// returns the wrapped ctx error), processing fails beyond the retries
+// allowed (it returns that error, naming the notification), or reading the
+// upstream log fails (it returns that error; the retries are for
+// processing). Everything committed downstream before it returns stays;
+// the next Run resumes after it. Run holds a LISTEN connection of the
+// upstream database while it runs, unless Subscribe.NoListen.
 func (r *Runner[U, D]) Run(ctx context.Context) error {
 	last, err := r.downRec.MaxTrackingID(ctx, r.name)
 	if err != nil {

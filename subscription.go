@@ -304,10 +304,8 @@ func (s *EventStore[E]) Subscribe(ctx context.Context, after int64, opts *Subscr
 	}
 }
 
-// Tracking waits.
-const (
-	waitFirstPoll = 10 * time.Millisecond
-)
+// waitFirstPoll is WaitTracking's first wait between checks.
+const waitFirstPoll = 10 * time.Millisecond
 
 // WaitTracking blocks until rec has recorded that the upstream application's
 // notification was processed (a tracking record at or above notificationID:
@@ -366,7 +364,7 @@ func InsertTracking(ctx context.Context, rec ProcessRecorder, t Tracking) error 
 	return err
 }
 
-// errorsAsIntegrity reports whether err is an integrity conflict on a
+// trackingConflict reports whether err is an integrity conflict on a
 // tracking record (as opposed to one on events).
 func trackingConflict(err error) bool {
 	var ie *IntegrityError
