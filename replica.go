@@ -107,8 +107,19 @@ type ReplicaOptions struct {
 	ReadYourWrites bool
 	// OnCheck, if not nil, is called with each standby's status after each
 	// check, from the goroutine that checks it: the lag, for metrics. It
-	// must not block.
+	// must not block. (The primary recorder's SQLOptions.Observer is told
+	// too, if it is a [StandbyObserver].)
 	OnCheck func(StandbyStatus)
+}
+
+// StandbyObserver is an [Observer] that is also told each standby's
+// status (its lag above all) after each check of a [ReplicatedRecorder]
+// whose primary recorder it observes (SQLOptions.Observer): an optional
+// interface, as database/sql's are. Its method is called from the
+// goroutine that checks the standby and must not block.
+type StandbyObserver interface {
+	Observer
+	ObserveStandby(ctx context.Context, status StandbyStatus)
 }
 
 // StandbyStatus is what the latest check of a standby found, and how many
@@ -195,14 +206,15 @@ func (s *standby) down(err error) {
 // standbySet checks a primary's standbys and picks one for each read. A
 // ReplicatedRecorder and its snapshot recorder share one.
 type standbySet struct {
-	primary *sql.DB
-	repl    Replication
-	o       ReplicaOptions
-	sb      []*standby
-	next    atomic.Uint64 // round robin
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	once    sync.Once
+	primary  *sql.DB
+	observer Observer // the primary recorder's
+	repl     Replication
+	o        ReplicaOptions
+	sb       []*standby
+	next     atomic.Uint64 // round robin
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	once     sync.Once
 }
 
 func newStandbySet(primary *sql.DB, repl Replication, standbys []Standby, opts *ReplicaOptions) (*standbySet, error) {
@@ -347,6 +359,9 @@ func (s *standbySet) check(ctx context.Context, sb *standby) {
 		sb.usable.Store(usable)
 		if s.o.OnCheck != nil {
 			s.o.OnCheck(sb.status())
+		}
+		if o, ok := s.observer.(StandbyObserver); ok {
+			o.ObserveStandby(ctx, sb.status())
 		}
 	}()
 	db := sb.db.Load()
@@ -625,6 +640,7 @@ func NewReplicatedRecorder(ctx context.Context, primary *SQLRecorder, standbys [
 	if err != nil {
 		return nil, err
 	}
+	set.observer = primary.observer
 	r := &ReplicatedRecorder{primary: primary, set: set, recs: make([]lazyRecorder[*SQLRecorder], len(set.sb)), ryw: set.o.ReadYourWrites}
 	if err := set.start(ctx); err != nil {
 		return nil, err
@@ -636,7 +652,7 @@ func NewReplicatedRecorder(ctx context.Context, primary *SQLRecorder, standbys [
 // tables as r.
 func standbyOptions(r *SQLRecorder) *SQLOptions {
 	return &SQLOptions{Table: r.events.Name, TrackingTable: r.tracking.Name, Schema: r.events.Schema,
-		MultiRowTracking: r.multiRow, NoNotify: true, LockTimeout: r.lockTO, MaxRowsPerStatement: r.maxRows}
+		MultiRowTracking: r.multiRow, NoNotify: true, LockTimeout: r.lockTO, MaxRowsPerStatement: r.maxRows, Observer: r.observer}
 }
 
 // Primary returns the recorder on the primary.

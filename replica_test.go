@@ -700,3 +700,48 @@ func TestReplicaSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// standbyObserver is an Observer that is also a StandbyObserver.
+type standbyObserver struct {
+	mu   sync.Mutex
+	seen []es.StandbyStatus
+}
+
+func (o *standbyObserver) ObserveStart(ctx context.Context, op es.Op) context.Context { return ctx }
+func (o *standbyObserver) ObserveEnd(context.Context, es.Op, es.OpResult)             {}
+func (o *standbyObserver) ObserveStandby(_ context.Context, st es.StandbyStatus) {
+	o.mu.Lock()
+	o.seen = append(o.seen, st)
+	o.mu.Unlock()
+}
+
+// TestReplicaObserver: the primary recorder's Observer, if it is a
+// StandbyObserver, is told each standby's status and lag.
+func TestReplicaObserver(t *testing.T) {
+	standbyDB := pgtest.ReplicaDB(t)
+	db := pgtest.DB(t)
+	obs := &standbyObserver{}
+	p := newSQLRecorder(t, db, postgres.Dialect{}, pgtest.Schema(t, db), es.SQLOptions{AppName: "App", Observer: obs})
+	newReplicated(t, p, standbyDB, &es.ReplicaOptions{CheckInterval: 20 * time.Millisecond})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		obs.mu.Lock()
+		n := len(obs.seen)
+		var last es.StandbyStatus
+		if n > 0 {
+			last = obs.seen[n-1]
+		}
+		obs.mu.Unlock()
+		if n >= 3 {
+			if last.Name != "standby" || !last.Usable || last.Checked.IsZero() {
+				t.Fatalf("observed %+v", last)
+			}
+			t.Logf("%d checks observed; last: usable, lag %v, %d bytes behind", n, last.Lag, last.Behind)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d checks observed in 5 s, want 3", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
