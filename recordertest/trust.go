@@ -139,6 +139,9 @@ func (o Options) deadlinesAroundCommit(t *testing.T, r es.ProcessRecorder) {
 			break
 		}
 		for _, n := range page {
+			if n.ID <= next {
+				t.Fatalf("SelectNotifications after %d (exclusive) returned notification %d", next, n.ID)
+			}
 			recorded[n.ID] = n
 		}
 		next = page[len(page)-1].ID
