@@ -36,7 +36,8 @@ type RunnerOptions struct {
 	BatchSize int
 	// Retries is how many times a failed batch (a handler error, an event
 	// that cannot be decoded, a downstream write that failed) is tried
-	// again before Run returns its error. Zero means none: Run stops at
+	// again before Run returns its error; and how many times in a row a
+	// transient failure to read the upstream log is. Zero means none: Run stops at
 	// the first error. Negative means until ctx ends. A notification is
 	// never skipped: Run either processes it or returns.
 	Retries int
@@ -124,12 +125,13 @@ func NewRunner[U, D Event](upstreamName string, upstream *EventStore[U], downstr
 }
 
 // Run processes upstream notifications as they commit until ctx ends (it
-// returns the wrapped ctx error), processing fails beyond the retries
-// allowed (it returns that error, naming the notification), or reading the
-// upstream log fails (it returns that error; the retries are for
-// processing). Everything committed downstream before it returns stays;
-// the next Run resumes after it. Run holds a LISTEN connection of the
-// upstream database while it runs, unless Subscribe.NoListen.
+// returns the wrapped ctx error) or processing fails beyond the retries
+// allowed (it returns that error, naming the notification). A transient
+// failure to read the upstream log ([IsRetryable]) is retried under the same
+// policy, resuming after the last notification processed; any other ends
+// Run. Everything committed downstream before it returns stays; the next
+// Run resumes after it. Run holds a LISTEN connection of the upstream
+// database while it runs, unless Subscribe.NoListen.
 func (r *Runner[U, D]) Run(ctx context.Context) error {
 	last, err := r.downRec.MaxTrackingID(ctx, r.name)
 	if err != nil {
@@ -138,24 +140,57 @@ func (r *Runner[U, D]) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("eventsourcing: runner %s: resume: %w", r.name, err)
 	}
-	var runErr error
-	err = follow(ctx, r.upRec, last, r.o.Subscribe.withDefaults(), func(ns []Notification) bool {
-		for len(ns) > 0 {
-			n := min(len(ns), r.o.BatchSize)
-			if runErr = r.processWithRetry(ctx, ns[:n]); runErr != nil {
-				return false
+	delay := r.o.RetryDelay
+	for attempt := 1; ; attempt++ {
+		var runErr error
+		progressed := false
+		err = follow(ctx, r.upRec, last, r.o.Subscribe.withDefaults(), func(ns []Notification) bool {
+			for len(ns) > 0 {
+				n := min(len(ns), r.o.BatchSize)
+				if runErr = r.processWithRetry(ctx, ns[:n]); runErr != nil {
+					return false
+				}
+				last, progressed = ns[n-1].ID, true
+				ns = ns[n:]
 			}
-			ns = ns[n:]
+			return true
+		})
+		switch {
+		case runErr != nil:
+			return runErr
+		case ctx.Err() != nil:
+			return stopped("runner "+r.name, ctx)
+		case err == nil: // deliver stops only with runErr
+			return nil
+		case !IsRetryable(err):
+			return fmt.Errorf("eventsourcing: runner %s: %w", r.name, err)
 		}
+		if progressed {
+			attempt, delay = 1, r.o.RetryDelay
+		}
+		if r.o.Retries >= 0 && attempt > r.o.Retries {
+			return fmt.Errorf("eventsourcing: runner %s: %w", r.name, err)
+		}
+		if r.o.OnRetry != nil {
+			r.o.OnRetry(err, attempt)
+		}
+		if !sleepCtx(ctx, delay) {
+			return stopped("runner "+r.name, ctx)
+		}
+		delay = min(2*delay, r.o.MaxRetryDelay)
+	}
+}
+
+// sleepCtx waits for d, or until ctx ends (then it returns false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
 		return true
-	})
-	if runErr != nil {
-		return runErr
 	}
-	if err != nil && ctx.Err() != nil {
-		return stopped("runner "+r.name, ctx)
-	}
-	return err
 }
 
 func (r *Runner[U, D]) processWithRetry(ctx context.Context, ns []Notification) error {
@@ -175,12 +210,8 @@ func (r *Runner[U, D]) processWithRetry(ctx context.Context, ns []Notification) 
 		if r.o.OnRetry != nil {
 			r.o.OnRetry(err, attempt)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, delay) {
 			return stopped("runner "+r.name, ctx)
-		case <-t.C:
 		}
 		delay = min(2*delay, r.o.MaxRetryDelay)
 	}

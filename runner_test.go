@@ -324,6 +324,53 @@ func TestRunnerHandlerError(t *testing.T) {
 	})
 }
 
+// flakyUpstream fails reading the log with a transient error every third
+// time, fails times in all.
+type flakyUpstream struct {
+	es.ApplicationRecorder
+	calls, fails atomic.Int64
+}
+
+func (f *flakyUpstream) SelectNotifications(ctx context.Context, start int64, limit int, q *es.NotificationQuery) ([]es.Notification, error) {
+	if f.calls.Add(1)%3 == 0 && f.fails.Add(-1) >= 0 {
+		return nil, &es.DatabaseError{Kind: es.ErrOperational, Transient: true, Op: "select notifications", Err: errors.New("connection reset")}
+	}
+	return f.ApplicationRecorder.SelectNotifications(ctx, start, limit, q)
+}
+
+// A transient failure to read the upstream log is retried, resuming after
+// the last notification processed; without retries it ends Run.
+func TestRunnerUpstreamReadRetried(t *testing.T) {
+	up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+	f := &flakyUpstream{ApplicationRecorder: up}
+	f.fails.Store(4)
+	us := upStore(t, f)
+	last := putUp(t, upStore(t, up), 30)
+	opts := &es.RunnerOptions{BatchSize: 4, Subscribe: es.SubscribeOptions{PageSize: 5, PollInterval: 10 * time.Millisecond}}
+	r, err := es.NewRunner("Up", us, downStore(t, down), handleOne, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(context.Background()); !es.IsRetryable(err) {
+		t.Fatalf("Run without retries: %v, want the transient read error", err)
+	}
+	retries := 0
+	opts.Retries, opts.RetryDelay = 2, time.Millisecond
+	opts.OnRetry = func(error, int) { retries++ }
+	if r, err = es.NewRunner("Up", us, downStore(t, down), handleOne, opts); err != nil {
+		t.Fatal(err)
+	}
+	stop := startRunner(r)
+	waitTracked(t, down, "Up", last)
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if retries == 0 {
+		t.Error("no retry of the transient read errors")
+	}
+	checkDownstream(t, up, down, "Up", last)
+}
+
 // Two runners on one downstream, one transaction per notification: the
 // tracking conflict makes the later one skip what the other recorded, so
 // each notification is processed once. (With batches, see Runner's doc.)
