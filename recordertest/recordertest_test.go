@@ -80,7 +80,9 @@ func TestSuiteCatchesBugs(t *testing.T) {
 	}
 	for name := range broken {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenRecorder$")
+			// A bound of its own: a planted bug may make a test hang, and
+			// a subprocess outlives its parent's timeout.
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenRecorder$", "-test.timeout=3m")
 			cmd.Env = append(os.Environ(), "RECORDERTEST_BROKEN="+name)
 			out, err := cmd.CombinedOutput()
 			if err == nil {
