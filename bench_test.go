@@ -152,17 +152,7 @@ func rawStmt(db *sql.DB, q string) (*sql.Stmt, error) {
 // RETURNING; on SQLite (one writer, BEGIN IMMEDIATE) a prepared multi-row
 // INSERT whose IDs end at LastInsertId; then COMMIT.
 func (bd benchDB) rawInsert(ctx context.Context, r *es.SQLRecorder, evs []es.StoredEvent) error {
-	tx, err := bd.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
 	pg := bd.name == "postgres"
-	if pg {
-		if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '0ms'; LOCK TABLE "+r.EventsTable().Quote(bd.d)+" IN EXCLUSIVE MODE"); err != nil {
-			return err
-		}
-	}
 	var q strings.Builder
 	q.WriteString("INSERT INTO " + r.EventsTable().Quote(bd.d) + " (originator_id, originator_version, topic, state) VALUES ")
 	args := make([]any, 0, 4*len(evs))
@@ -177,9 +167,21 @@ func (bd benchDB) rawInsert(ctx context.Context, r *es.SQLRecorder, evs []es.Sto
 	if pg {
 		q.WriteString(" RETURNING " + bd.d.NotificationIDColumn())
 	}
+	// Prepared before the transaction: preparing an INSERT takes a lock on
+	// the table that the transaction's LOCK TABLE would block.
 	stmt, err := rawStmt(bd.db, q.String())
 	if err != nil {
 		return err
+	}
+	tx, err := bd.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if pg {
+		if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '0ms'; LOCK TABLE "+r.EventsTable().Quote(bd.d)+" IN EXCLUSIVE MODE"); err != nil {
+			return err
+		}
 	}
 	st := tx.StmtContext(ctx, stmt)
 	ids := make([]int64, 0, len(evs))

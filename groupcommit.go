@@ -80,8 +80,7 @@ type groupCommitter struct {
 
 	mu       sync.Mutex
 	queue    []*groupCall
-	busy     bool // a transaction is running or about to
-	next     bool // a committer was started ahead, for the next group
+	busy     bool // a transaction is running or about to: one owner at a time
 	maxSize  int
 	maxDelay time.Duration
 }
@@ -97,8 +96,9 @@ func (r *SQLRecorder) insertGrouped(ctx context.Context, events []StoredEvent, t
 		g.mu.Unlock()
 		g.groups.Add(1)
 		g.calls.Add(1)
-		r.commitAlone(c)
-		r.handOff()
+		if !r.commitAlone(c) {
+			r.handOff()
+		}
 		return c.ids, c.err
 	}
 	c.done = make(chan struct{})
@@ -121,16 +121,13 @@ func (r *SQLRecorder) insertGrouped(ctx context.Context, events []StoredEvent, t
 	return c.ids, c.err
 }
 
-// handOff starts the committer for calls that queued while a caller
-// committed alone, unless one was started already, or marks the recorder
-// idle.
+// handOff, after a caller committed alone without starting a successor,
+// starts the committer for calls that queued meanwhile, or marks the
+// recorder idle.
 func (r *SQLRecorder) handOff() {
 	g := r.group
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.next {
-		return // the committer started ahead takes the queue
-	}
 	if len(g.queue) == 0 {
 		g.busy = false
 		return
@@ -141,15 +138,17 @@ func (r *SQLRecorder) handOff() {
 // startNext runs just before a transaction's COMMIT: if calls are queued,
 // it starts the committer of the next group now, so that its BEGIN and
 // lock wait overlap this COMMIT (the lock is granted as this transaction
-// ends).
-func (r *SQLRecorder) startNext() {
+// ends), and reports true: the recorder's busy state is then the new
+// committer's to clear.
+func (r *SQLRecorder) startNext() bool {
 	g := r.group
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.queue) > 0 && !g.next {
-		g.next = true
-		go r.runGroups()
+	if len(g.queue) == 0 {
+		return false
 	}
+	go r.runGroups()
+	return true
 }
 
 // join takes queued calls into a transaction that holds the lock, up to
@@ -190,7 +189,8 @@ func (g *groupCommitter) abandon(c *groupCall) bool {
 }
 
 // runGroups commits queued calls, a group at a time, until none is left or
-// it has started the committer of the next group ahead (startNext).
+// it has started the committer of the next group ahead (startNext), which
+// then owns the queue.
 func (r *SQLRecorder) runGroups() {
 	g := r.group
 	for {
@@ -203,7 +203,6 @@ func (r *SQLRecorder) runGroups() {
 			}
 		}
 		g.mu.Lock()
-		g.next = false // this is the committer started ahead, if one was
 		if len(g.queue) == 0 {
 			g.busy = false
 			g.mu.Unlock()
@@ -219,23 +218,21 @@ func (r *SQLRecorder) runGroups() {
 			c.grp = grp
 		}
 		g.mu.Unlock()
-		all := r.commitGroup(ctx, batch)
+		handed := false
+		all := r.commitGroup(ctx, batch, func() { handed = r.startNext() })
 		cancel()
 		for _, c := range all {
 			close(c.done)
 		}
-		g.mu.Lock()
-		ahead := g.next
-		g.mu.Unlock()
-		if ahead {
-			return // the committer started ahead takes over
+		if handed {
+			return
 		}
 	}
 }
 
 // commitGroup writes a group's calls, setting each claimed call's ids or
 // err. ctx is cancelled when every call has been abandoned.
-func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) (all []*groupCall) {
+func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall, preCommit func()) (all []*groupCall) {
 	var err error
 	if r.observer != nil {
 		n := 0
@@ -253,7 +250,7 @@ func (r *SQLRecorder) commitGroup(gctx context.Context, batch []*groupCall) (all
 			joined = r.join(have)
 			return joined
 		},
-		preCommit: r.startNext,
+		preCommit: preCommit,
 	}
 	defer func() { all = append(batch, joined...) }()
 	err = r.writeTx(ctx, disarm, batch, false, hooks)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 )
 
 // Store is an application's persistence as a configuration describes it:
@@ -32,6 +33,16 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Module() == ModulePostgres && cfg.Postgres.ReadHosts != "" {
+		// Open would leave the standbys unused, and the caller expecting
+		// reads on them: say so rather than ignore the setting.
+		return nil, fmt.Errorf("%w: %s is set: open the store with OpenReplicated to read from the standbys", ErrProgramming, EnvPostgresReadHosts)
+	}
+	return openStore(ctx, cfg)
+}
+
+// openStore is Open without the check for read hosts.
+func openStore(ctx context.Context, cfg *Config) (*Store, error) {
 	module := cfg.Module()
 	if module == ModuleMemory {
 		return &Store{Events: NewMemoryRecorder(), Snapshots: NewMemoryRecorder()}, nil

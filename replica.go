@@ -1096,7 +1096,7 @@ func OpenReplicated(ctx context.Context, cfg *Config) (*ReplicatedStore, error) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := Open(ctx, cfg)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

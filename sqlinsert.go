@@ -110,7 +110,9 @@ func cancelUntil(parent context.Context) (ctx context.Context, disarm func() err
 
 // commitAlone writes one call in its own transaction, on the caller's
 // goroutine, honouring its context until COMMIT.
-func (r *SQLRecorder) commitAlone(c *groupCall) {
+// It reports whether it started the committer of the next group
+// (group commit), which then owns the recorder's queue.
+func (r *SQLRecorder) commitAlone(c *groupCall) (handed bool) {
 	if r.observer != nil {
 		_, end := Observe(c.ctx, r.observer, Op{Kind: OpGroupCommit, Table: r.events.String(), Calls: 1, Events: len(c.events)})
 		defer func() { end(groupResult([]*groupCall{c}, c.err)) }()
@@ -120,7 +122,7 @@ func (r *SQLRecorder) commitAlone(c *groupCall) {
 	defer release()
 	var hooks *txHooks
 	if r.group != nil {
-		hooks = &txHooks{preCommit: r.startNext}
+		hooks = &txHooks{preCommit: func() { handed = r.startNext() }}
 	}
 	err := r.writeTx(ctx, disarm, []*groupCall{c}, false, hooks)
 	if err != nil {
@@ -129,6 +131,7 @@ func (r *SQLRecorder) commitAlone(c *groupCall) {
 			c.err = r.callError(c, err)
 		}
 	}
+	return handed
 }
 
 // groupResult is what an Observer is told of a transaction: the events
@@ -178,6 +181,12 @@ var errAbandoned = errors.New("every caller's context ended")
 // its own savepoint and a call that conflicts gets its own *IntegrityError
 // while the others commit; without, the first error fails the transaction.
 func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []*groupCall, savepoints bool, hooks *txHooks) (err error) {
+	n, tracking := 0, false
+	for _, c := range calls {
+		n += len(c.events)
+		tracking = tracking || c.tracking != nil
+	}
+	r.prepareInserts(ctx, n, tracking)
 	if err := r.acquireWriter(ctx); err != nil {
 		return err
 	}
@@ -192,10 +201,6 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 			tx.Rollback()
 		}
 	}()
-	n := 0
-	for _, c := range calls {
-		n += len(c.events)
-	}
 	if err := r.lockForAppend(ctx, tx, n); err != nil {
 		return err
 	}
