@@ -47,22 +47,7 @@ func TestOpenFromEnvironment(t *testing.T) {
 	for name, env := range envs {
 		t.Run(name, func(t *testing.T) {
 			vars := env(t)
-			cfg, err := es.LoadConfig("BankAccounts", func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-			if err != nil {
-				t.Fatal(err)
-			}
-			store, err := es.Open(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
-			opts, err := cfg.MapperOptions()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := es.NewMapper[es.Event](opts)
-			m.Register(&MoneyDeposited{})
-			events := es.NewEventStore(m, store.Events)
+			store, events := openFromVars(t, vars)
 			id := uuid.New()
 			if _, err := events.PutWithTracking(ctx, es.Tracking{ApplicationName: "Up", NotificationID: 1},
 				&MoneyDeposited{DomainEvent: es.NewDomainEvent(id, 1), Amount: 5}); err != nil {
@@ -120,25 +105,9 @@ func TestOpenCipherKeyWithoutTopic(t *testing.T) {
 		"sqlite": {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": filepath.Join(t.TempDir(), "x.db"), "CIPHER_KEY": interopKey, "CIPHER_TOPIC": ""},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg, err := es.LoadConfig("BankAccounts", func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-			if err != nil {
-				t.Fatal(err)
-			}
-			store, err := es.Open(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
-			opts, err := cfg.MapperOptions()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := es.NewMapper[es.Event](opts)
-			if err := m.Register(&MoneyDeposited{}); err != nil {
-				t.Fatal(err)
-			}
+			store, events := openFromVars(t, vars)
 			id := uuid.New()
-			if _, err := es.NewEventStore(m, store.Events).Put(ctx, &MoneyDeposited{DomainEvent: es.NewDomainEvent(id, 1), Amount: 123456}); err != nil {
+			if _, err := events.Put(ctx, &MoneyDeposited{DomainEvent: es.NewDomainEvent(id, 1), Amount: 123456}); err != nil {
 				t.Fatal(err)
 			}
 			stored, err := store.Events.SelectEvents(ctx, id, nil)
@@ -154,4 +123,28 @@ func TestOpenCipherKeyWithoutTopic(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openFromVars opens the store the variables configure (closed when the
+// test ends) and an event store of MoneyDeposited on its events.
+func openFromVars(t *testing.T, vars map[string]string) (*es.Store, *es.EventStore[es.Event]) {
+	t.Helper()
+	cfg, err := es.LoadConfig("BankAccounts", func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := es.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	opts, err := cfg.MapperOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := es.NewMapper[es.Event](opts)
+	if err := m.Register(&MoneyDeposited{}); err != nil {
+		t.Fatal(err)
+	}
+	return store, es.NewEventStore(m, store.Events)
 }

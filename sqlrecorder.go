@@ -162,6 +162,7 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	}
 	if sw, ok := d.(SingleWriter); ok && sw.SingleWriter() {
 		r.writeMu = make(chan struct{}, 1)
+		r.stmts.enabled = true
 	}
 	if c, ok := d.(ConsecutiveIDs); ok && c.ConsecutiveIDs() && r.writeMu != nil {
 		r.lastInsertID = true

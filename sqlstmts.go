@@ -18,9 +18,16 @@ import (
 // own LOCK TABLE would block (PostgreSQL). So the insert path prepares
 // what it will need before it begins (prepareInserts), and inside the
 // transaction only looks statements up.
+//
+// It is used on single-writer databases (SQLite), whose driver prepares
+// every statement anew otherwise. pgx caches prepared statements per
+// connection by itself; and on PostgreSQL, preparing an INSERT on another
+// connection waits for the table lock (a session holding LOCK TABLE would
+// block it without any lock_timeout).
 type stmtCache struct {
-	mu    sync.RWMutex
-	stmts map[string]*sql.Stmt
+	enabled bool
+	mu      sync.RWMutex
+	stmts   map[string]*sql.Stmt
 }
 
 const maxStmts = 64
@@ -36,6 +43,9 @@ func (c *stmtCache) lookup(query string) *sql.Stmt {
 // is room, or nil (run the query unprepared). It must not be called in a
 // transaction.
 func (c *stmtCache) prepare(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
+	if !c.enabled {
+		return nil
+	}
 	if s := c.lookup(query); s != nil {
 		return s
 	}
@@ -69,6 +79,9 @@ func (c *stmtCache) prepare(ctx context.Context, db *sql.DB, query string) *sql.
 // prepareInserts prepares, outside any transaction, the statements an
 // insert of n events (and a tracking record) will run.
 func (r *SQLRecorder) prepareInserts(ctx context.Context, n int, tracking bool) {
+	if !r.stmts.enabled {
+		return
+	}
 	if n > 0 {
 		r.stmts.prepare(ctx, r.db, r.insertStatement(min(n, r.maxRows)))
 	}
