@@ -95,6 +95,12 @@ func (r *SQLRecorder) releaseWriter() {
 // transaction begun under it can be cancelled up to its point of no
 // return, and its COMMIT cannot be.
 func cancelUntil(parent context.Context) (ctx context.Context, disarm func() error, release context.CancelFunc) {
+	if parent.Done() == nil {
+		// Never cancelled (context.Background): nothing to disarm, and no
+		// Done channel for database/sql and the driver to watch with
+		// goroutines of their own.
+		return parent, noErr, noCancel
+	}
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	stop := context.AfterFunc(parent, func() { cancel(context.Cause(parent)) })
 	disarm = func() error {
@@ -107,6 +113,9 @@ func cancelUntil(parent context.Context) (ctx context.Context, disarm func() err
 	}
 	return ctx, disarm, func() { stop(); cancel(nil) }
 }
+
+func noErr() error { return nil }
+func noCancel()    {}
 
 // commitAlone writes one call in its own transaction, on the caller's
 // goroutine, honouring its context until COMMIT.
