@@ -471,3 +471,43 @@ func TestSQLSelectNotificationsInto(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupCommitGroupsClosedLoopWriters: eight writers each waiting for
+// their own commit before the next call share transactions, with no
+// MaxGroupDelay. It guards grouping as such; it was written after a
+// committer hand-off bug (two committers racing, callers going inline) cut
+// groups to 1.01 calls per transaction in the benchmark, and does not
+// reproduce that race itself.
+func TestGroupCommitGroupsClosedLoopWriters(t *testing.T) {
+	for _, b := range backends {
+		if b.name == "SQLiteMemory" {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d, schema := b.open(t)
+			r := newSQLRecorder(t, db, d, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					id := uuid.New()
+					for v := range int64(40) {
+						if _, err := r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: id, OriginatorVersion: v + 1, Topic: "t"}}, nil); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			st := r.GroupStats()
+			perTx := float64(st.Calls) / float64(st.Transactions)
+			t.Logf("%d calls in %d transactions: %.2f per transaction", st.Calls, st.Transactions, perTx)
+			if st.Calls != 320 || perTx < 2 {
+				t.Errorf("%d calls in %d transactions (%.2f each); want 320 calls, at least 2 per transaction", st.Calls, st.Transactions, perTx)
+			}
+		})
+	}
+}

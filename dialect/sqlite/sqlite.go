@@ -129,9 +129,9 @@ var (
 
 // ConsecutiveIDs reports true: with the write lock held, the rowids of one
 // multi-row INSERT are max(rowid)+1, +2, ..., and last_insert_rowid() is
-// the last of them. (A table whose rowid reached 2^63-1 would take random
-// rowids instead; the recorder checks that the IDs it computes were
-// inserted, see SQLRecorder.)
+// the last of them (TestSQLiteNotificationIDsAreTheRowids). Only a table
+// whose rowid reached 2^63-1 would take random rowids instead; nothing
+// checks for that.
 func (Dialect) ConsecutiveIDs() bool { return true }
 
 // MaxBindParameters returns 32766, SQLite's SQLITE_MAX_VARIABLE_NUMBER.
