@@ -22,7 +22,10 @@ import (
 // The context bounds every wait: for the recorder's turn to write, for the
 // database's write lock and for the statements. If it ends before the
 // transaction reaches COMMIT, nothing is written and the error wraps the
-// context's error. COMMIT itself is not cancelled, so an error never
+// context's error; except that once the transaction holds the lock and
+// other calls share it (group commit), the call waits for the shared
+// outcome, at most an INSERT and a COMMIT away, and reports it truly.
+// COMMIT itself is not cancelled, so an error never
 // reports a batch that was committed: a nil error means every event is
 // recorded under the returned IDs, and an error means none is (but for a
 // connection lost during COMMIT, when the outcome cannot be known: that
@@ -118,10 +121,8 @@ func noErr() error { return nil }
 func noCancel()    {}
 
 // commitAlone writes one call in its own transaction, on the caller's
-// goroutine, honouring its context until COMMIT.
-// It reports whether it started the committer of the next group
-// (group commit), which then owns the recorder's queue.
-func (r *SQLRecorder) commitAlone(c *groupCall) (handed bool) {
+// goroutine, honouring its context until COMMIT (group commit off).
+func (r *SQLRecorder) commitAlone(c *groupCall) {
 	if r.observer != nil {
 		_, end := Observe(c.ctx, r.observer, Op{Kind: OpGroupCommit, Table: r.events.String(), Calls: 1, Events: len(c.events)})
 		defer func() { end(groupResult([]*groupCall{c}, c.err)) }()
@@ -129,18 +130,12 @@ func (r *SQLRecorder) commitAlone(c *groupCall) (handed bool) {
 	c.state.Store(callClaimed)
 	ctx, disarm, release := cancelUntil(c.ctx)
 	defer release()
-	var hooks *txHooks
-	if r.group != nil {
-		hooks = &txHooks{preCommit: func() { handed = r.startNext() }}
-	}
-	err := r.writeTx(ctx, disarm, []*groupCall{c}, false, hooks)
-	if err != nil {
+	if err := r.writeTx(ctx, disarm, []*groupCall{c}, false, nil); err != nil {
 		c.ids = nil
 		if c.err == nil {
 			c.err = r.callError(c, err)
 		}
 	}
-	return handed
 }
 
 // groupResult is what an Observer is told of a transaction: the events
@@ -177,6 +172,9 @@ func (r *SQLRecorder) callError(c *groupCall, err error) error {
 type txHooks struct {
 	join      func(have int) []*groupCall
 	preCommit func()
+	// disarmFirst: the transaction runs under one caller's own context,
+	// disarmed before any call joins (and only if one is queued).
+	disarmFirst bool
 }
 
 // errAbandoned: every caller of a group gave up before its rows were
@@ -222,7 +220,16 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 	if hooks != nil && hooks.join != nil && (n > 0 || len(r.lockSQL) == 0) {
 		// The lock is held (or none is needed): calls that queued while
 		// it was awaited join this transaction, claimed at once.
-		live = append(live, hooks.join(len(live))...)
+		switch {
+		case !hooks.disarmFirst:
+			live = append(live, hooks.join(len(live))...)
+		case r.group.queued():
+			if err := disarm(); err != nil {
+				return err
+			}
+			disarm = noErr
+			live = append(live, hooks.join(len(live))...)
+		}
 	}
 	if len(live) == 0 {
 		return errAbandoned

@@ -511,3 +511,86 @@ func TestGroupCommitGroupsClosedLoopWriters(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupCommitLeaderTakesQueuedCalls: a caller that found no
+// transaction running (the leader) waits for the lock, held by another
+// session, while two more callers queue. Once the lock is free, the two
+// join the leader's transaction (one transaction, not two), whatever
+// happens to the leader: if its context ends while it waits, they are
+// committed without it; if its event or one of theirs conflicts, exactly
+// that caller gets ErrIntegrity and the others commit.
+func TestGroupCommitLeaderTakesQueuedCalls(t *testing.T) {
+	for _, b := range lockedBackends {
+		for _, c := range []struct {
+			name          string
+			leaderGivesUp bool
+			conflict      int // -1: none; 0: the leader; 1: a joiner
+			wantTx        int64
+		}{
+			{"Join", false, -1, 1},
+			{"LeaderGivesUp", true, -1, 1},
+			{"LeaderConflicts", false, 0, 1},
+			{"JoinerConflicts", false, 1, 1},
+		} {
+			t.Run(b.name+"/"+c.name, func(t *testing.T) {
+				ctx := context.Background()
+				db, d, schema, lock := b.open(t)
+				r := newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Leader"})
+				ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+				if c.conflict >= 0 {
+					if _, err := r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: ids[c.conflict], OriginatorVersion: 1, Topic: "t"}}, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				before := r.GroupStats()
+				release := lock(r.EventsTable())
+				defer release()
+				errs := make([]error, len(ids))
+				var wg sync.WaitGroup
+				put := func(i int, ctx context.Context) {
+					defer wg.Done()
+					_, errs[i] = r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: ids[i], OriginatorVersion: 1, Topic: "t", State: []byte{byte(i)}}}, nil)
+				}
+				lctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				wg.Add(1)
+				go put(0, lctx)
+				time.Sleep(200 * time.Millisecond) // the leader waits for the lock
+				wg.Add(2)
+				go put(1, ctx)
+				go put(2, ctx)
+				time.Sleep(200 * time.Millisecond) // the others have queued
+				if c.leaderGivesUp {
+					cancel()
+					time.Sleep(100 * time.Millisecond)
+				}
+				release()
+				wg.Wait()
+				for i, err := range errs {
+					evs, serr := r.SelectEvents(ctx, ids[i], nil)
+					if serr != nil {
+						t.Fatal(serr)
+					}
+					switch {
+					case i == 0 && c.leaderGivesUp:
+						if !errors.Is(err, context.Canceled) || len(evs) != 0 {
+							t.Errorf("leader whose context ended: %v, %d events; want context.Canceled, none written", err, len(evs))
+						}
+					case i == c.conflict:
+						if !errors.Is(err, es.ErrIntegrity) || len(evs) != 1 || len(evs[0].State) != 0 {
+							t.Errorf("caller %d conflicting: %v, %d events; want ErrIntegrity and only the earlier event", i, err, len(evs))
+						}
+					default:
+						if err != nil || len(evs) != 1 || !bytes.Equal(evs[0].State, []byte{byte(i)}) {
+							t.Errorf("caller %d: %v, %d events; want its event committed", i, err, len(evs))
+						}
+					}
+				}
+				after := r.GroupStats()
+				if tx := after.Transactions - before.Transactions; tx != c.wantTx {
+					t.Errorf("%d transactions for the calls, want %d (the queued calls join the leader's)", tx, c.wantTx)
+				}
+			})
+		}
+	}
+}
