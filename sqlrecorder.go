@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // SQLOptions configures an [SQLRecorder]. The zero value (and nil) records
@@ -296,97 +294,6 @@ func checkTrackingName(app string) error {
 		return fmt.Errorf("%w: application name %q is reserved for the tracking table's migration row", ErrProgramming, app)
 	}
 	return nil
-}
-
-// query shape bits for cached SELECT statements
-const (
-	qGT = 1 << iota
-	qGTE
-	qLT
-	qLTE
-	qDesc
-	qLimit
-)
-
-// SelectEvents returns an aggregate's events within the query's bounds.
-func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
-	if q == nil {
-		q = &Query{}
-	}
-	shape := 0
-	args := []any{r.d.UUIDArg(originatorID)}
-	for _, b := range []struct {
-		bit int
-		v   int64
-	}{{qGT, q.GT}, {qGTE, q.GTE}, {qLT, q.LT}, {qLTE, q.LTE}} {
-		if b.v != 0 {
-			shape |= b.bit
-			args = append(args, b.v)
-		}
-	}
-	if q.Desc {
-		shape |= qDesc
-	}
-	if q.Limit > 0 {
-		shape |= qLimit
-		args = append(args, q.Limit)
-	}
-	stmt, ok := r.selectSQL.Load(shape)
-	if !ok {
-		stmt = r.selectStatement(shape)
-		r.selectSQL.Store(shape, stmt)
-	}
-	rows, err := r.query(ctx, stmt.(string), args...)
-	if err != nil {
-		return nil, r.dbError(ctx, "select events", r.events, err)
-	}
-	defer rows.Close()
-	var out []StoredEvent
-	if q.Limit > 0 {
-		out = make([]StoredEvent, 0, min(q.Limit, 1000))
-	}
-	for rows.Next() {
-		e := StoredEvent{OriginatorID: originatorID}
-		if err := rows.Scan(&e.OriginatorVersion, &e.Topic, &e.State); err != nil {
-			// A column that does not fit (NULL, not an integer): the row
-			// is bad, and reading it again will not help.
-			row := fmt.Sprintf("aggregate %s version %d", originatorID, e.OriginatorVersion)
-			if e.OriginatorVersion == 0 {
-				row = fmt.Sprintf("aggregate %s, the row after %d good ones", originatorID, len(out))
-			}
-			return nil, &DatabaseError{Kind: ErrData, Op: "select events", Table: r.events.String(), Err: fmt.Errorf("%s: %w", row, err)}
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, r.dbError(ctx, "select events", r.events, err)
-	}
-	return out, nil
-}
-
-func (r *SQLRecorder) selectStatement(shape int) string {
-	var b strings.Builder
-	b.WriteString("SELECT originator_version, topic, state FROM ")
-	b.WriteString(r.qEvents)
-	b.WriteString(" WHERE originator_id = " + r.d.Placeholder(1))
-	p := 2
-	for _, c := range []struct {
-		bit int
-		op  string
-	}{{qGT, ">"}, {qGTE, ">="}, {qLT, "<"}, {qLTE, "<="}} {
-		if shape&c.bit != 0 {
-			b.WriteString(" AND originator_version " + c.op + " " + r.d.Placeholder(p))
-			p++
-		}
-	}
-	b.WriteString(" ORDER BY originator_version")
-	if shape&qDesc != 0 {
-		b.WriteString(" DESC")
-	}
-	if shape&qLimit != 0 {
-		b.WriteString(" LIMIT " + r.d.Placeholder(p))
-	}
-	return b.String()
 }
 
 // MaxNotificationID returns the highest notification ID, or 0.

@@ -82,19 +82,26 @@ func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notificatio
 	if cap(out) == 0 {
 		out = make([]Notification, 0, min(limit, 1000))
 	}
+	// Scanned into variables outside the loop (a row's fields passed to
+	// Scan would escape, one allocation per row); new states are copied
+	// into shared chunks.
+	var nid, version int64
 	var id, topic, state rawColumn
+	var states slab
 	var lastTopic string
 	for rows.Next() {
 		var n Notification
 		if len(out) < cap(out) {
 			n = out[:len(out)+1][len(out)] // reuse the entry's buffers
 		}
-		if err := rows.Scan(&n.ID, &id, &n.OriginatorVersion, &topic, &state); err != nil {
+		nid, version = 0, 0
+		if err := rows.Scan(&nid, &id, &version, &topic, &state); err != nil {
 			// A column that does not fit (NULL, not an integer): the row
 			// is bad, and reading it again will not help.
 			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
-				Err: fmt.Errorf("notification %d: %w", n.ID, err)}
+				Err: fmt.Errorf("notification %d: %w", nid, err)}
 		}
+		n.ID, n.OriginatorVersion = nid, version
 		if id.null {
 			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
 				Err: fmt.Errorf("notification %d: NULL originator_id", n.ID)}
@@ -113,13 +120,13 @@ func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notificatio
 			n.Topic = string(topic.b)
 		}
 		lastTopic = n.Topic
-		if state.null {
+		switch {
+		case state.null:
 			n.State = nil
-		} else {
+		case cap(n.State) >= len(state.b) && n.State != nil:
 			n.State = append(n.State[:0], state.b...)
-			if n.State == nil {
-				n.State = []byte{}
-			}
+		default:
+			n.State = states.copy(state.b)
 		}
 		out = append(out, n)
 	}
@@ -129,10 +136,151 @@ func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notificatio
 	return out, nil
 }
 
-// rawColumn scans a text or bytes column without copying it (valid until
-// the next row), and notes NULL.
+// query shape bits for cached SELECT statements
+const (
+	qGT = 1 << iota
+	qGTE
+	qLT
+	qLTE
+	qDesc
+	qLimit
+)
+
+// SelectEvents returns an aggregate's events within the query's bounds.
+func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
+	if q == nil {
+		q = &Query{}
+	}
+	shape := 0
+	args := []any{r.d.UUIDArg(originatorID)}
+	for _, b := range []struct {
+		bit int
+		v   int64
+	}{{qGT, q.GT}, {qGTE, q.GTE}, {qLT, q.LT}, {qLTE, q.LTE}} {
+		if b.v != 0 {
+			shape |= b.bit
+			args = append(args, b.v)
+		}
+	}
+	if q.Desc {
+		shape |= qDesc
+	}
+	if q.Limit > 0 {
+		shape |= qLimit
+		args = append(args, q.Limit)
+	}
+	stmt, ok := r.selectSQL.Load(shape)
+	if !ok {
+		stmt = r.selectStatement(shape)
+		r.selectSQL.Store(shape, stmt)
+	}
+	rows, err := r.query(ctx, stmt.(string), args...)
+	if err != nil {
+		return nil, r.dbError(ctx, "select events", r.events, err)
+	}
+	defer rows.Close()
+	var out []StoredEvent
+	if q.Limit > 0 {
+		out = make([]StoredEvent, 0, min(q.Limit, 1000))
+	}
+	// Scanned into variables outside the loop (a row's fields passed to
+	// Scan would escape, one allocation per row), states copied into
+	// shared chunks, and a topic that repeats shared.
+	var version int64
+	var topic, state rawColumn
+	var states slab
+	var lastTopic string
+	for rows.Next() {
+		version = 0
+		if err := rows.Scan(&version, &topic, &state); err != nil {
+			// A column that does not fit (NULL, not an integer): the row
+			// is bad, and reading it again will not help.
+			return nil, r.badEvent(originatorID, version, len(out), err)
+		}
+		if topic.null {
+			return nil, r.badEvent(originatorID, version, len(out), errors.New("NULL topic"))
+		}
+		if string(topic.b) != lastTopic {
+			lastTopic = string(topic.b)
+		}
+		e := StoredEvent{OriginatorID: originatorID, OriginatorVersion: version, Topic: lastTopic}
+		if !state.null {
+			e.State = states.copy(state.b)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, r.dbError(ctx, "select events", r.events, err)
+	}
+	return out, nil
+}
+
+// badEvent is the ErrData of an aggregate's row that does not fit.
+func (r *SQLRecorder) badEvent(originatorID uuid.UUID, version int64, good int, err error) error {
+	row := fmt.Sprintf("aggregate %s version %d", originatorID, version)
+	if version == 0 {
+		row = fmt.Sprintf("aggregate %s, the row after %d good ones", originatorID, good)
+	}
+	return &DatabaseError{Kind: ErrData, Op: "select events", Table: r.events.String(), Err: fmt.Errorf("%s: %w", row, err)}
+}
+
+func (r *SQLRecorder) selectStatement(shape int) string {
+	var b strings.Builder
+	b.WriteString("SELECT originator_version, topic, state FROM ")
+	b.WriteString(r.qEvents)
+	b.WriteString(" WHERE originator_id = " + r.d.Placeholder(1))
+	p := 2
+	for _, c := range []struct {
+		bit int
+		op  string
+	}{{qGT, ">"}, {qGTE, ">="}, {qLT, "<"}, {qLTE, "<="}} {
+		if shape&c.bit != 0 {
+			b.WriteString(" AND originator_version " + c.op + " " + r.d.Placeholder(p))
+			p++
+		}
+	}
+	b.WriteString(" ORDER BY originator_version")
+	if shape&qDesc != 0 {
+		b.WriteString(" DESC")
+	}
+	if shape&qLimit != 0 {
+		b.WriteString(" LIMIT " + r.d.Placeholder(p))
+	}
+	return b.String()
+}
+
+// slab copies byte slices into shared chunks, so that a page of small
+// states costs a few allocations rather than one each. Each copy has its
+// capacity cut to its length (appending to it reallocates), and a big one
+// gets an allocation of its own; keeping one state keeps at most its chunk.
+type slab struct{ buf []byte }
+
+const (
+	slabFirst = 4 << 10  // the first chunk; each next is twice the last
+	slabChunk = 32 << 10 // up to this
+	slabMax   = 2 << 10  // bigger copies get their own allocation
+)
+
+// copy returns a copy of b (non-nil, even if empty).
+func (s *slab) copy(b []byte) []byte {
+	if len(b) > slabMax {
+		return append(make([]byte, 0, len(b)), b...)
+	}
+	if cap(s.buf)-len(s.buf) < len(b) || s.buf == nil {
+		s.buf = make([]byte, 0, min(max(2*cap(s.buf), slabFirst), slabChunk))
+	}
+	i := len(s.buf)
+	s.buf = append(s.buf, b...)
+	return s.buf[i:len(s.buf):len(s.buf)]
+}
+
+// rawColumn scans a text or bytes column and notes NULL. b is valid until
+// the next row is scanned: bytes are the driver's own (database/sql lets a
+// Scanner use them until the next call to Scan), text is copied into a
+// buffer the column reuses.
 type rawColumn struct {
 	b    []byte
+	buf  []byte // owned: never the driver's memory
 	null bool
 }
 
@@ -141,11 +289,12 @@ func (c *rawColumn) Scan(v any) error {
 	c.null = false
 	switch v := v.(type) {
 	case nil:
-		c.b, c.null = c.b[:0], true
+		c.b, c.null = nil, true
 	case []byte:
-		c.b = append(c.b[:0], v...)
+		c.b = v
 	case string:
-		c.b = append(c.b[:0], v...)
+		c.buf = append(c.buf[:0], v...)
+		c.b = c.buf
 	default:
 		return fmt.Errorf("unexpected %T", v)
 	}

@@ -319,6 +319,68 @@ func noteIDs(ns []es.Notification) []int64 {
 }
 
 var applicationTests = []applicationTest{
+	{"ReturnedStatesAreTheCallersOwn", func(t *testing.T, r es.ApplicationRecorder) {
+		// States of many sizes (a recorder may carve small ones out of a
+		// shared buffer): writing to or appending to one returned state
+		// changes no other state, returned or stored.
+		id := uuid.New()
+		var in []es.StoredEvent
+		for i, n := range []int{0, 1, 200, 3, 5000, 200, 40000, 7} {
+			st := bytes.Repeat([]byte{byte('a' + i)}, n)
+			in = append(in, es.StoredEvent{OriginatorID: id, OriginatorVersion: int64(i + 1), Topic: "t:S", State: st})
+		}
+		ids := insert(t, r, in, nil)
+		check := func(what string, states func() [][]byte) {
+			t.Helper()
+			got := states()
+			if len(got) != len(in) {
+				t.Fatalf("%s: %d states, want %d", what, len(got), len(in))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], in[i].State) {
+					t.Fatalf("%s: state %d = %.20q (%d bytes), want %.20q (%d bytes)", what, i, got[i], len(got[i]), in[i].State, len(in[i].State))
+				}
+			}
+			for i := range got {
+				for j := range got[i] {
+					got[i][j] = 'X'
+				}
+				got[i] = append(got[i], "YYYYYYYY"...)
+			}
+			for i := range got {
+				want := append(bytes.Repeat([]byte{'X'}, len(in[i].State)), "YYYYYYYY"...)
+				if !bytes.Equal(got[i], want) {
+					t.Fatalf("%s: state %d changed by writes to another state: %.20q", what, i, got[i])
+				}
+			}
+		}
+		selectEvents := func() [][]byte {
+			evs, err := r.SelectEvents(ctx, id, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out [][]byte
+			for _, e := range evs {
+				out = append(out, e.State)
+			}
+			return out
+		}
+		selectNotifications := func() [][]byte {
+			ns, err := r.SelectNotifications(ctx, ids[0], len(ids), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out [][]byte
+			for _, n := range ns {
+				out = append(out, n.State)
+			}
+			return out
+		}
+		check("SelectEvents", selectEvents)
+		check("SelectEvents again", selectEvents)
+		check("SelectNotifications", selectNotifications)
+		check("SelectNotifications again", selectNotifications)
+	}},
 	{"NotificationIDs", func(t *testing.T, r es.ApplicationRecorder) {
 		base, err := r.MaxNotificationID(ctx)
 		if err != nil {
