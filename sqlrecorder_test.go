@@ -404,8 +404,9 @@ func TestGroupCommitCombines(t *testing.T) {
 				}
 			}
 			st := r.GroupStats()
-			if st.Calls != n+1 || st.Transactions >= st.Calls {
-				t.Errorf("group stats %+v: want %d calls in fewer transactions", st, n+1)
+			// Committed calls only: the first, and those that did not conflict.
+			if want := int64(n + 1 - n/5); st.Calls != want || st.Transactions >= st.Calls {
+				t.Errorf("group stats %+v: want %d calls in fewer transactions", st, want)
 			}
 		})
 	}
