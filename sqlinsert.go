@@ -27,10 +27,14 @@ import (
 // outcome, at most an INSERT and a COMMIT away, and reports it truly.
 // COMMIT itself is not cancelled, so an error never
 // reports a batch that was committed: a nil error means every event is
-// recorded under the returned IDs, and an error means none is (but for a
-// connection lost during COMMIT, when the outcome cannot be known: that
-// error is transient, and a retry may then meet ErrIntegrity against the
-// first attempt's events).
+// recorded under the returned IDs, and an error means none is. If the
+// connection is lost during COMMIT, the recorder finds out whether the
+// transaction committed (on PostgreSQL: under the append lock, which the
+// lost transaction held until it ended) and reports that: the IDs, or a
+// transient error saying nothing was written. Only if that check fails
+// too (the database unreachable for 10 seconds, or a dialect with no
+// append lock) is the outcome unknown: the transient error then says so,
+// and a retry may meet ErrIntegrity against the first attempt's events.
 func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	return r.insertEvents(ctx, events, tracking)
 }
@@ -159,6 +163,9 @@ func groupResult(calls []*groupCall, err error) OpResult {
 
 // callError makes the error a call returns from its transaction's error.
 func (r *SQLRecorder) callError(c *groupCall, err error) error {
+	if errors.Is(err, errCommitLost) {
+		return err // it says what is known of the outcome
+	}
 	if c.ctx.Err() != nil && !errors.Is(err, ErrIntegrity) {
 		return r.ctxError(c.ctx, "insert events")
 	}
@@ -249,7 +256,14 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 		hooks.preCommit()
 	}
 	if err := tx.Commit(); err != nil {
-		return r.dbError(ctx, "commit", r.events, err)
+		if !connectionLost(err) {
+			return r.dbError(ctx, "commit", r.events, err)
+		}
+		committed = true // nothing to roll back: the connection is gone
+		o := r.commitOutcome(live)
+		if o != outcomeCommitted {
+			return r.commitLost(err, o)
+		}
 	}
 	committed = true
 	r.commits.broadcast()

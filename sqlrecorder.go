@@ -86,6 +86,7 @@ type SQLRecorder struct {
 	insertSQL   sync.Map     // rows -> string
 	selectSQL   sync.Map     // query shape -> string
 	lockSQL     []string     // begin each insert transaction
+	awaitSQL    []string     // the append lock alone (commitOutcome)
 	notifySQL   string       // run last in each insert transaction, if not ""
 	commits     commitSignal // broadcast after each commit of events or tracking
 	stmts       stmtCache
@@ -176,6 +177,7 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	}
 	r.observer = o.Observer
 	r.lockSQL = d.LockForAppend(r.events, r.lockTO)
+	r.awaitSQL = r.lockSQL
 	if b, ok := d.(StatementBatcher); ok && b.BatchStatements() && len(r.lockSQL) > 0 {
 		// One round trip for the lock statements and the NOTIFY. NOTIFY
 		// takes effect at COMMIT wherever it is sent in the transaction
@@ -188,6 +190,7 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 			r.notifySQL = ""
 		}
 		r.lockSQL = []string{strings.Join(stmts, "; ")}
+		r.awaitSQL = []string{strings.Join(r.awaitSQL, "; ")}
 	}
 	r.qEvents = r.events.Quote(d)
 	r.qTracking = r.tracking.Quote(d)
