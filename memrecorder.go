@@ -94,17 +94,17 @@ func (r *MemoryRecorder) insertEvents(ctx context.Context, events []StoredEvent,
 		return nil, err
 	}
 	if tracking != nil {
-		if err := checkTrackingName(tracking.ApplicationName); err != nil {
+		if err := checkTrackingRecord(tracking); err != nil {
 			return nil, err
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if tracking != nil {
-		if last, ok := r.tracking[tracking.ApplicationName]; ok && tracking.NotificationID <= last {
+		if last, ok := r.tracking[tracking.ApplicationName]; ok && tracking.lowest() <= last {
 			tr := *tracking
 			return nil, &IntegrityError{Table: "tracking", Tracking: &tr,
-				Err: fmt.Errorf("notification %d of %q is not after the last tracked, %d", tracking.NotificationID, tracking.ApplicationName, last)}
+				Err: fmt.Errorf("notification %d of %q is not after the last tracked, %d", tracking.lowest(), tracking.ApplicationName, last)}
 		}
 	}
 	// Duplicates within the batch: a set once the batch is big enough for

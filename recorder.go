@@ -25,10 +25,28 @@ type Notification struct {
 
 // Tracking records that a downstream application has processed an upstream
 // application's notification. It is written atomically with the events that
-// processing produced.
+// processing produced, and refused (an *[IntegrityError]) if the
+// application's last tracked notification is not before it.
 type Tracking struct {
 	ApplicationName string
 	NotificationID  int64
+	// First, if not zero, is the first notification the processing covered:
+	// a batch from First to NotificationID. The record is then refused if
+	// any notification from First on was tracked already, so that two
+	// processes handling overlapping batches cannot both commit (with
+	// First zero, only one tracked at or after NotificationID refuses
+	// it). It is not stored: the table holds NotificationID alone, as the
+	// Python library's does. First after NotificationID, or negative, is
+	// an ErrProgramming error.
+	First int64
+}
+
+// lowest returns the lowest notification ID the record covers.
+func (t *Tracking) lowest() int64 {
+	if t.First > 0 {
+		return t.First
+	}
+	return t.NotificationID
 }
 
 // Query bounds a selection of one aggregate's events by version. The zero

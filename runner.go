@@ -70,11 +70,10 @@ type Handler[U, D Event] func(ctx context.Context, upstream Recorded[U]) ([]D, e
 // skipped: the integrity error on the tracking record is the signal, not an
 // error. Two runners of the same name on one downstream at once (a
 // process thought dead that is still running, say) still process each
-// notification exactly once with BatchSize 1. With bigger batches they may
-// not: a tracking record is refused only when the batch's last
-// notification was tracked, and the runner's check of the others, just
-// before it commits, is not in the same transaction. Run one runner per
-// upstream name and downstream when batching. A Runner is safe to Run from
+// notification exactly once, batching or not: a batch's tracking record
+// covers every notification of the batch ([Tracking].First), so it is
+// refused if any of them was tracked meanwhile, and the runner then
+// handles again only those that were not. A Runner is safe to Run from
 // one goroutine at a time.
 type Runner[U, D Event] struct {
 	name     string
@@ -275,23 +274,17 @@ func (r *Runner[U, D]) commit(ctx context.Context, ns []Notification, events []D
 		}
 		return done, nil
 	}
-	if len(ns) > 1 {
-		// The tracking record stops a batch only if its last notification
-		// was tracked: check that none of the others was (by another
-		// runner of the same name).
-		if done, err := tracked(); err != nil || done > 0 {
-			return done, err
-		}
-	}
-	_, err := r.down.PutWithTracking(ctx, Tracking{ApplicationName: r.name, NotificationID: last}, events...)
+	// The tracking record covers the whole batch (First): it is refused
+	// if another runner of the same name tracked any of it meanwhile.
+	_, err := r.down.PutWithTracking(ctx, Tracking{ApplicationName: r.name, NotificationID: last, First: first}, events...)
 	if err == nil {
 		return len(ns), nil
 	}
 	if !trackingConflict(err) {
 		return 0, fmt.Errorf("eventsourcing: runner %s: record notifications %d to %d: %w", r.name, first, last, err)
 	}
-	// Tracked already: skip what is (all of them, in fact, since the
-	// tracking record conflicts only with one at or above the last).
+	// Tracked already, some or all of them: skip those, handle the rest
+	// again.
 	done, terr := tracked()
 	if terr == nil && done == 0 {
 		terr = fmt.Errorf("eventsourcing: runner %s: record notifications %d to %d: %w", r.name, first, last, err)

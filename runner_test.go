@@ -570,3 +570,65 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.buf)
 }
+
+// beforeTracked wraps a downstream recorder: before the first insert that
+// carries a tracking record, hook runs (once).
+type beforeTracked struct {
+	es.ProcessRecorder
+	once sync.Once
+	hook func()
+}
+
+func (r *beforeTracked) InsertEvents(ctx context.Context, events []es.StoredEvent, tracking *es.Tracking) ([]int64, error) {
+	if tracking != nil {
+		r.once.Do(r.hook)
+	}
+	return r.ProcessRecorder.InsertEvents(ctx, events, tracking)
+}
+
+// TestRunnerOverlappingBatches: another process (a runner of the same name
+// thought dead, say) commits the first notifications of a batch just
+// before this runner commits the batch. The batch's tracking record covers
+// all of its notifications, so it is refused, and the runner handles only
+// the rest again: every notification is processed exactly once.
+func TestRunnerOverlappingBatches(t *testing.T) {
+	for _, b := range runnerBackends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			up, down := b.open(t)
+			us := upStore(t, up)
+			last := putUp(t, us, 20)
+			other := func() {
+				// The other process handles the first 3 and commits.
+				ns, err := up.SelectNotifications(ctx, 0, 3, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var out []*downEvent
+				for _, n := range ns {
+					e, err := us.Mapper.FromStoredEvent(n.StoredEvent)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					evs, _ := handleOne(ctx, es.Recorded[*upEvent]{ID: n.ID, Event: e})
+					out = append(out, evs...)
+				}
+				if _, err := downStore(t, down).PutWithTracking(ctx, es.Tracking{ApplicationName: "Up", NotificationID: ns[2].ID, First: ns[0].ID}, out...); err != nil {
+					t.Error(err)
+				}
+			}
+			r, err := es.NewRunner("Up", us, downStore(t, &beforeTracked{ProcessRecorder: down, hook: other}), handleOne, &es.RunnerOptions{BatchSize: 100, Retries: -1, RetryDelay: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := startRunner(r)
+			waitTracked(t, down, "Up", last)
+			if err := stop(); !errors.Is(err, context.Canceled) {
+				t.Fatal(err)
+			}
+			checkDownstream(t, up, down, "Up", last)
+		})
+	}
+}

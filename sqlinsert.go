@@ -44,7 +44,7 @@ func (r *SQLRecorder) insertEvents(ctx context.Context, events []StoredEvent, tr
 		return nil, &DatabaseError{Kind: ErrProgramming, Op: "insert events", Table: r.events.String(), Err: errors.New("a snapshots recorder keeps no tracking records")}
 	}
 	if tracking != nil {
-		if err := checkTrackingName(tracking.ApplicationName); err != nil {
+		if err := checkTrackingRecord(tracking); err != nil {
 			return nil, err
 		}
 	}
@@ -499,11 +499,15 @@ func (r *SQLRecorder) insertTracking(ctx context.Context, tx *sql.Tx, t Tracking
 		if err := tx.QueryRowContext(ctx, r.maxTrackSQL, t.ApplicationName).Scan(&last); err != nil {
 			return r.dbError(ctx, "select tracking", r.tracking, err)
 		}
-		if last.Valid && t.NotificationID <= last.Int64 {
+		if last.Valid && t.lowest() <= last.Int64 {
 			return conflict(fmt.Errorf("last tracked notification of %q is %d", t.ApplicationName, last.Int64))
 		}
 	}
-	res, err := r.txExec(ctx, tx, r.trackSQL, t.ApplicationName, t.NotificationID)
+	args := []any{t.ApplicationName, t.NotificationID}
+	if !r.multiRow {
+		args = append(args, t.lowest())
+	}
+	res, err := r.txExec(ctx, tx, r.trackSQL, args...)
 	if err != nil {
 		if r.d.Classify(err) == ErrIntegrity {
 			return conflict(err)

@@ -201,7 +201,7 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	} else {
 		r.trackSQL = "INSERT INTO " + r.qTracking + " (application_name, notification_id) VALUES (" + d.Placeholder(1) + ", " + d.Placeholder(2) +
 			") ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id WHERE " +
-			r.qTracking + ".notification_id < EXCLUDED.notification_id"
+			r.qTracking + ".notification_id < " + d.Placeholder(3)
 	}
 	if !r.snapshots {
 		if err := r.checkTracking(ctx); err != nil {
@@ -290,6 +290,18 @@ func (r *SQLRecorder) ddlError(ctx context.Context, err error) error {
 // It is not an application: recording or asking for its tracking records is
 // ErrProgramming.
 const MigrationTrackingName = "__migration__"
+
+// checkTrackingRecord refuses a record of the reserved application name,
+// or whose First is not before or at its NotificationID.
+func checkTrackingRecord(t *Tracking) error {
+	if err := checkTrackingName(t.ApplicationName); err != nil {
+		return err
+	}
+	if t.First < 0 || t.First > t.NotificationID {
+		return fmt.Errorf("%w: tracking record of %q: First %d is not between 1 and NotificationID %d", ErrProgramming, t.ApplicationName, t.First, t.NotificationID)
+	}
+	return nil
+}
 
 // checkTrackingName refuses the reserved application name.
 func checkTrackingName(app string) error {

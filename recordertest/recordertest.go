@@ -557,6 +557,37 @@ var processTests = []processTest{
 			t.Errorf("MaxTrackingID = %d, want 5", got)
 		}
 	}},
+	{"TrackingBatchFirst", func(t *testing.T, r es.ProcessRecorder) {
+		// A batch from First to NotificationID is refused if any of its
+		// notifications was tracked already (two processes with
+		// overlapping batches), and taken if none was.
+		app := appName()
+		id := uuid.New()
+		insert(t, r, events(id, 1, 1, "t:A"), &es.Tracking{ApplicationName: app, NotificationID: 60, First: 50})
+		for _, first := range []int64{1, 60} {
+			tr := &es.Tracking{ApplicationName: app, NotificationID: 100, First: first}
+			_, err := r.InsertEvents(ctx, events(id, 2, 2, "t:A"), tr)
+			ie := wantIntegrity(t, err)
+			if ie.Tracking == nil || *ie.Tracking != *tr {
+				t.Errorf("batch %d-100: IntegrityError.Tracking = %v, want %v", first, ie.Tracking, *tr)
+			}
+			if got := selectVersions(t, r, id, nil); !slices.Equal(got, []int64{1}) {
+				t.Fatalf("batch %d-100 refused, but events %v were recorded", first, got)
+			}
+		}
+		insert(t, r, events(id, 2, 2, "t:A"), &es.Tracking{ApplicationName: app, NotificationID: 100, First: 61})
+		if got := maxTracking(t, r, app); got != 100 {
+			t.Errorf("MaxTrackingID = %d, want 100", got)
+		}
+		for _, tr := range []es.Tracking{{ApplicationName: app, NotificationID: 200, First: 201}, {ApplicationName: app, NotificationID: 200, First: -1}} {
+			if _, err := r.InsertEvents(ctx, events(id, 3, 3, "t:A"), &tr); !errors.Is(err, es.ErrProgramming) {
+				t.Errorf("tracking %+v: %v, want ErrProgramming", tr, err)
+			}
+		}
+		if got := selectVersions(t, r, id, nil); !slices.Equal(got, []int64{1, 2}) {
+			t.Errorf("events %v, want [1 2]", got)
+		}
+	}},
 	{"TrackingNotWrittenWhenEventsConflict", func(t *testing.T, r es.ProcessRecorder) {
 		app := appName()
 		id := uuid.New()
