@@ -436,7 +436,7 @@ func transcodingDecoder(tr *transcoding) decoderFunc {
 		}
 		x, err := tr.decode(data)
 		if err != nil {
-			return fmt.Errorf("%w: %s data %v: %v", ErrDecode, tr.name, data, err)
+			return fmt.Errorf("%w: %s data %v: %w", ErrDecode, tr.name, data, err)
 		}
 		v.Set(x)
 		return nil

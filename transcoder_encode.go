@@ -314,7 +314,7 @@ func transcodingEncoder(tr *transcoding) encoderFunc {
 		}
 		data, err := tr.encode(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: transcoding %s of %v: %v", ErrUnsupportedType, tr.name, tr.typ, err)
+			return nil, fmt.Errorf("%w: transcoding %s of %v: %w", ErrUnsupportedType, tr.name, tr.typ, err)
 		}
 		if b, err = e.encode(b, data); err != nil {
 			return nil, atPath(err, "_data_")

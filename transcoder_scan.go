@@ -448,7 +448,7 @@ func (t *Transcoder) restore(name string, data any) (any, error) {
 	}
 	v, err := tr.decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s data %v: %v", ErrDecode, name, data, err)
+		return nil, fmt.Errorf("%w: %s data %v: %w", ErrDecode, name, data, err)
 	}
 	return v.Interface(), nil
 }
