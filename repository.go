@@ -68,6 +68,8 @@ type RepositoryOptions struct {
 	// [IsRetryable] reports transient (a lost connection, a lock timeout,
 	// a serialization failure), as the Python library retries PostgreSQL
 	// operational errors. Off by default. A connection lost during COMMIT
+	// is checked by the SQL recorder on PostgreSQL (see
+	// [SQLRecorder.InsertEvents]); where that check cannot be made, it
 	// leaves unknown whether the first attempt was recorded: its retry may
 	// then fail with ErrIntegrity against that attempt's own events
 	// (Update then reloads and runs its command again, on the state that
@@ -134,8 +136,11 @@ func NewRepository[A Aggregate](events *EventStore[Event], snapshots *SnapshotSt
 
 // Load returns the aggregate's current state: its latest snapshot, if a
 // snapshot store is configured and has one, with the events recorded after
-// it applied, or else all its events applied to a new A. An aggregate with
-// neither is an error wrapping [ErrAggregateNotFound].
+// it applied, or else all its events applied to a new A. A snapshot whose
+// state's class version cannot be read ([ErrClassVersion]: written by a
+// newer version of the program, or older with no upcaster) is skipped, and
+// the events replayed. An aggregate with neither is an error wrapping
+// [ErrAggregateNotFound].
 func (r *Repository[A]) Load(ctx context.Context, id uuid.UUID) (A, error) {
 	return r.load(ctx, id, 0)
 }
@@ -159,6 +164,12 @@ func (r *Repository[A]) load(ctx context.Context, id uuid.UUID, lte int64) (A, e
 	q := &Query{LTE: lte}
 	if r.snapshots != nil {
 		snap, err := r.snapshots.Latest(ctx, id, lte)
+		if errors.Is(err, ErrClassVersion) {
+			// A snapshot this program cannot read (written by a newer
+			// version, or older with no upcaster) is a cache that does
+			// not fit: the events are the truth.
+			snap, err = nil, nil
+		}
 		if err != nil {
 			return zero, fmt.Errorf("load aggregate: %w", err)
 		}
