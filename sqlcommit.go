@@ -37,7 +37,9 @@ const (
 )
 
 // commitOutcome finds out whether the transaction that inserted calls
-// (whose COMMIT lost its connection) committed.
+// (whose COMMIT lost its connection) committed. A call alone bounds the
+// check with its own context too (its caller may leave, with the outcome
+// unknown); a group's calls, claimed, wait for it up to the timeout.
 func (r *SQLRecorder) commitOutcome(calls []*groupCall) outcome {
 	var probe *groupCall
 	for _, c := range calls {
@@ -49,7 +51,11 @@ func (r *SQLRecorder) commitOutcome(calls []*groupCall) outcome {
 	if probe == nil || r.snapshots || len(r.awaitSQL) == 0 {
 		return outcomeUnknown
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), commitCheckTimeout)
+	parent := context.Background()
+	if len(calls) == 1 {
+		parent = calls[0].ctx
+	}
+	ctx, cancel := context.WithTimeout(parent, commitCheckTimeout)
 	defer cancel()
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -24,10 +25,11 @@ import (
 type commitFault int32
 
 const (
-	noFault             commitFault = iota
-	commitThenLose                  // the server commits; the reply is lost
-	rollbackThenLose                // the COMMIT never reaches the server
-	loseThenCommitLater             // the COMMIT is still on its way: it lands 300 ms later
+	noFault                 commitFault = iota
+	commitThenLose                      // the server commits; the reply is lost
+	rollbackThenLose                    // the COMMIT never reaches the server
+	loseThenCommitLater                 // the COMMIT is still on its way: it lands 300 ms later
+	loseThenCommitMuchLater             // the same, 3 s later
 )
 
 // faultyConnector wraps pgx's connector so that, while fault is set, a
@@ -111,11 +113,15 @@ func (tx *faultyTx) Commit() error {
 	case rollbackThenLose:
 		tx.Tx.Rollback()
 		return errLostInTest
-	case loseThenCommitLater:
+	case loseThenCommitLater, loseThenCommitMuchLater:
+		delay := 300 * time.Millisecond
+		if commitFault(tx.fc.c.fault.Load()) == loseThenCommitMuchLater {
+			delay = 3 * time.Second
+		}
 		tx.fc.pending.Add(1)
 		go func() {
 			defer tx.fc.pending.Done()
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(delay)
 			tx.Tx.Commit()
 		}()
 		return errLostInTest
@@ -204,5 +210,39 @@ func TestPostgresConnectionLostDuringCommit(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestPostgresConnectionLostDuringCommitHonoursContext: the check after a
+// lost COMMIT waits for the append lock, which a COMMIT still on its way
+// holds; a caller whose context ends meanwhile leaves with an error saying
+// the outcome could not be checked (retryable), not after the check's own
+// timeout.
+func TestPostgresConnectionLostDuringCommitHonoursContext(t *testing.T) {
+	cfg, err := pgx.ParseConfig(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &faultyConnector{Connector: stdlib.GetConnector(*cfg)}
+	db := sql.OpenDB(fc)
+	t.Cleanup(func() { db.Close() })
+	schema := pgtest.Schema(t, pgtest.DB(t))
+	r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	fc.fault.Store(int32(loseThenCommitMuchLater))
+	start := time.Now()
+	_, err = r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t"}}, nil)
+	took := time.Since(start)
+	fc.fault.Store(int32(noFault))
+	if took > 2*time.Second {
+		t.Errorf("InsertEvents returned after %v, its context ended after 700 ms", took)
+	}
+	switch {
+	case err != nil && strings.Contains(err.Error(), "could not be checked") && es.IsRetryable(err):
+	case errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "COMMIT"):
+		t.Skipf("the deadline ended the call before its COMMIT (a loaded machine): %v", err)
+	default:
+		t.Errorf("InsertEvents: %v; want a retryable error saying the outcome could not be checked", err)
 	}
 }
