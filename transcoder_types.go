@@ -21,8 +21,10 @@ var (
 // type has its own MarshalJSON or MarshalText (its JSON is not its fields or
 // its underlying kind: netip.Addr, big.Float, a struct embedding time.Time),
 // or keeps its state in unexported fields only, or is bytes, which JSON
-// cannot hold. Pointers and interfaces are judged by what they point to or
-// hold.
+// cannot hold, or is a struct with an ambiguous JSON name (two fields of
+// the name at its shallowest depth, both or neither named by a json tag:
+// encoding/json drops the name, losing both values). Pointers and
+// interfaces are judged by what they point to or hold.
 func refusedType(typ reflect.Type) error {
 	switch typ.Kind() {
 	case reflect.Pointer, reflect.Interface:
@@ -49,7 +51,14 @@ func refusedType(typ reflect.Type) error {
 				ErrUnsupportedType, typ, m.name, register)
 		}
 	}
-	if typ.Kind() == reflect.Struct && len(structFields(typ)) == 0 && hidesState(typ, map[reflect.Type]bool{}) {
+	if typ.Kind() != reflect.Struct {
+		return nil
+	}
+	fields, err := resolveFields(typ)
+	if err != nil {
+		return err
+	}
+	if len(fields) == 0 && hidesState(typ, map[reflect.Type]bool{}) {
 		return fmt.Errorf("%w: %v has no exported fields, so its value would be lost: export them, or %s", ErrUnsupportedType, typ, register)
 	}
 	return nil
@@ -138,67 +147,142 @@ type field struct {
 	typ       reflect.Type
 }
 
-// structFields lists a struct type's JSON fields as encoding/json does for
-// the simple cases: exported fields, json tag names, embedded structs
-// flattened (an outer field hides an inner one of the same name).
+// structFields lists a struct type's JSON fields: exported fields named
+// by their json tags, "-" skipped, embedded structs flattened, in the
+// order of their declaration. A name of fields promoted from embedded
+// structs is resolved as Go resolves a selector, and as encoding/json
+// does: the shallowest field wins; at the same depth, the one named by
+// its json tag beats untagged ones. A name still ambiguous is left out,
+// as encoding/json leaves it out; resolveFields says which, and
+// refusedType refuses such a type.
 func structFields(typ reflect.Type) []field {
-	var fields []field
-	seen := map[string]bool{}
-	walking := map[reflect.Type]bool{typ: true} // the structs on the walk's path
-	var walk func(typ reflect.Type, index []int)
-	walk = func(typ reflect.Type, index []int) {
-		var embedded []reflect.StructField
-		for i := range typ.NumField() {
-			sf := typ.Field(i)
-			tag := sf.Tag.Get("json")
-			if tag == "-" {
+	fields, _ := resolveFields(typ)
+	return fields
+}
+
+// A candidate is a field that may be the one of its JSON name.
+type candidate struct {
+	field
+	tagged bool   // named by its json tag
+	goPath string // its Go selector from the struct: Inner.Name
+}
+
+func resolveFields(typ reflect.Type) ([]field, error) {
+	// Breadth first, one depth at a time, as encoding/json's typeFields:
+	// a struct type embedded at a depth where it was already walked has
+	// only deeper copies of names already found. A struct type reached
+	// more than once at the same depth is walked twice (only twice, as
+	// two are enough to make its names ambiguous).
+	type embedding struct {
+		typ   reflect.Type
+		index []int
+		path  []string // Go field names
+	}
+	var cands []candidate
+	visited := map[reflect.Type]bool{}
+	for current := []embedding{{typ: typ}}; len(current) > 0; {
+		var next []embedding
+		walked := map[reflect.Type]int{}
+		for _, s := range current {
+			if visited[s.typ] || walked[s.typ] == 2 {
 				continue
 			}
-			name, opts, _ := strings.Cut(tag, ",")
-			if sf.Anonymous && name == "" {
-				ft := sf.Type
-				if ft.Kind() == reflect.Pointer {
-					ft = ft.Elem()
-				}
-				if ft.Kind() == reflect.Struct {
-					embedded = append(embedded, sf)
+			walked[s.typ]++
+			for i := range s.typ.NumField() {
+				sf := s.typ.Field(i)
+				tag := sf.Tag.Get("json")
+				if tag == "-" {
 					continue
 				}
+				name, opts, _ := strings.Cut(tag, ",")
+				index := append(slices.Clone(s.index), i)
+				path := append(slices.Clone(s.path), sf.Name)
+				if sf.Anonymous && name == "" {
+					ft := sf.Type
+					if ft.Kind() == reflect.Pointer {
+						ft = ft.Elem()
+					}
+					if ft.Kind() == reflect.Struct {
+						next = append(next, embedding{ft, index, path})
+						continue
+					}
+				}
+				if !sf.IsExported() {
+					continue
+				}
+				tagged := name != ""
+				if !tagged {
+					name = sf.Name
+				}
+				key, _ := appendPyString(nil, name)
+				cands = append(cands, candidate{
+					field: field{
+						name: name, key: append(key, ':'), index: index,
+						omitEmpty: strings.Contains(opts, "omitempty"), typ: sf.Type,
+					},
+					tagged: tagged, goPath: strings.Join(path, "."),
+				})
 			}
-			if !sf.IsExported() {
-				continue
-			}
-			if name == "" {
-				name = sf.Name
-			}
-			if seen[name] {
-				continue
-			}
-			seen[name] = true
-			key, _ := appendPyString(nil, name)
-			fields = append(fields, field{
-				name: name, key: append(key, ':'), index: append(slices.Clone(index), i),
-				omitEmpty: strings.Contains(opts, "omitempty"), typ: sf.Type,
-			})
 		}
-		for _, sf := range embedded {
-			ft := sf.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
+		for t := range walked {
+			visited[t] = true
+		}
+		current = next
+	}
+	// Fields keep declaration order, embedded fields where they are
+	// declared: sort by index path.
+	slices.SortStableFunc(cands, func(a, b candidate) int { return slices.Compare(a.index, b.index) })
+	byName := map[string][]int{}
+	var names []string // in the order of their first fields
+	for i, c := range cands {
+		if byName[c.name] == nil {
+			names = append(names, c.name)
+		}
+		byName[c.name] = append(byName[c.name], i)
+	}
+	winner := make(map[string]int, len(names))
+	var ambiguous error
+	for _, name := range names {
+		// The shallowest fields of the name, the tagged ones if any.
+		var top []int
+		for _, j := range byName[name] {
+			d := &cands[j]
+			if len(top) == 0 {
+				top = append(top, j)
+				continue
 			}
-			if walking[ft] {
-				continue // a struct embedding a pointer to itself: its fields are there already
+			t := &cands[top[0]]
+			switch {
+			case len(d.index) > len(t.index):
+			case len(d.index) < len(t.index):
+				top = append(top[:0], j)
+			case d.tagged == t.tagged:
+				top = append(top, j)
+			case d.tagged:
+				top = append(top[:0], j)
 			}
-			walking[ft] = true
-			walk(ft, append(slices.Clone(index), sf.Index...))
-			delete(walking, ft)
+		}
+		if len(top) == 1 {
+			winner[name] = top[0]
+			continue
+		}
+		winner[name] = -1
+		if ambiguous == nil {
+			paths := make([]string, len(top))
+			for k, j := range top {
+				paths[k] = cands[j].goPath
+			}
+			ambiguous = fmt.Errorf("%w: %v: JSON key %q is ambiguous: %s and %s at the same depth; give one a different json tag",
+				ErrUnsupportedType, typ, name, strings.Join(paths[:len(paths)-1], ", "), paths[len(paths)-1])
 		}
 	}
-	walk(typ, nil)
-	// Fields keep declaration order, embedded fields where they are
-	// declared: re-sort by index path.
-	slices.SortStableFunc(fields, func(a, b field) int { return slices.Compare(a.index, b.index) })
-	return fields
+	var fields []field
+	for i, c := range cands {
+		if winner[c.name] == i {
+			fields = append(fields, c.field)
+		}
+	}
+	return fields, ambiguous
 }
 
 // classVersionOf returns the class version a struct type declares, or 0.
