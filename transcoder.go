@@ -34,7 +34,13 @@ import (
 //   - []byte: JSON has no bytes;
 //   - json.RawMessage: its bytes would be stored as given rather than as
 //     Python writes JSON, and could not be read back byte for byte; decode
-//     it into an any or an [Object] and store that.
+//     it into an any or an [Object] and store that;
+//   - a struct in which a JSON key is ambiguous: fields promoted from
+//     embedded structs are resolved by Go's rules (the shallowest wins; at
+//     the same depth a json-tagged field beats untagged ones), and where
+//     encoding/json would silently drop a key that two fields claim at
+//     the same depth, the transcoder refuses the type, naming both
+//     fields (give one another json tag).
 //
 // Such a type is refused wherever it appears, in an empty slice or a nil
 // pointer too, and the decoder refuses to decode into it. Other named types
