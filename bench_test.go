@@ -465,10 +465,12 @@ func BenchmarkSelectNotifications(b *testing.B) {
 			}
 			return rows.Err()
 		}
-		b.Run(bd.name, func(b *testing.B) {
+		// pages runs read (one page from start) beside raw, each paging
+		// through the log.
+		pages := func(b *testing.B, read func(start int64) ([]es.Notification, error)) {
 			start, rstart := base, base
 			benchAB(b, 1, func() error {
-				ns, err := r.SelectNotifications(ctx, start, page, nil)
+				ns, err := read(start)
 				if err != nil || len(ns) != page {
 					return fmt.Errorf("%d notifications, %v", len(ns), err)
 				}
@@ -479,22 +481,15 @@ func BenchmarkSelectNotifications(b *testing.B) {
 				rstart = next(rstart)
 				return err
 			})
+		}
+		b.Run(bd.name, func(b *testing.B) {
+			pages(b, func(start int64) ([]es.Notification, error) { return r.SelectNotifications(ctx, start, page, nil) })
 		})
 		b.Run(bd.name+"/reuse", func(b *testing.B) {
-			start, rstart := base, base
 			var buf []es.Notification
-			benchAB(b, 1, func() error {
-				var err error
+			pages(b, func(start int64) (ns []es.Notification, err error) {
 				buf, err = r.SelectNotificationsInto(ctx, buf, start, page, nil)
-				if err != nil || len(buf) != page {
-					return fmt.Errorf("%d notifications, %v", len(buf), err)
-				}
-				start = next(start)
-				return nil
-			}, func() error {
-				err := raw(rstart)
-				rstart = next(rstart)
-				return err
+				return buf, err
 			})
 		})
 	}

@@ -290,17 +290,9 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 	if !ok {
 		return zero, fmt.Errorf("%w: %q", ErrUnknownTopic, s.Topic)
 	}
-	state := s.State
-	var err error
-	if m.cipher != nil {
-		if state, err = m.cipher.Decrypt(state); err != nil {
-			return zero, err
-		}
-	}
-	if m.compressor != nil {
-		if state, err = m.compressor.Decompress(state); err != nil {
-			return zero, err
-		}
+	state, err := m.plaintext(s.State)
+	if err != nil {
+		return zero, err
 	}
 	if !et.atVersion(state) {
 		version, err := m.storedClassVersion(s.Topic, state)
@@ -424,4 +416,21 @@ func (m *Mapper[E]) upcast(topic string, et *eventType, ups map[int]func(map[str
 		}
 	}
 	return m.transcoder.Encode(obj)
+}
+
+// plaintext decrypts and decompresses a stored state, as the mapper's
+// options say.
+func (m *Mapper[E]) plaintext(state []byte) ([]byte, error) {
+	var err error
+	if m.cipher != nil {
+		if state, err = m.cipher.Decrypt(state); err != nil {
+			return nil, err
+		}
+	}
+	if m.compressor != nil {
+		if state, err = m.compressor.Decompress(state); err != nil {
+			return nil, err
+		}
+	}
+	return state, nil
 }

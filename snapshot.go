@@ -165,17 +165,9 @@ func (s *SnapshotStore[S]) fromStoredEvent(se StoredEvent) (*Snapshot[S], error)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, se.Topic)
 	}
-	data := se.State
-	var err error
-	if m.cipher != nil {
-		if data, err = m.cipher.Decrypt(data); err != nil {
-			return nil, err
-		}
-	}
-	if m.compressor != nil {
-		if data, err = m.compressor.Decompress(data); err != nil {
-			return nil, err
-		}
+	data, err := m.plaintext(se.State)
+	if err != nil {
+		return nil, err
 	}
 	mem, err := snapshotMembers(m.transcoder, data)
 	if err != nil {

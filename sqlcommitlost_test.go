@@ -129,13 +129,10 @@ func (tx *faultyTx) Commit() error {
 	return tx.Tx.Commit()
 }
 
-// TestPostgresConnectionLostDuringCommit: when the connection is lost
-// during COMMIT, InsertEvents finds out whether the transaction committed
-// and says so truly: success with the IDs the events are recorded under if
-// it did (also when the COMMIT was still on its way when the connection
-// broke), an error that is retryable and says nothing was written if it
-// did not. Alone and in group commit.
-func TestPostgresConnectionLostDuringCommit(t *testing.T) {
+// faultyPostgres opens the test database through a faultyConnector, with
+// a schema of its own for the test.
+func faultyPostgres(t *testing.T) (*faultyConnector, *sql.DB, string) {
+	t.Helper()
 	cfg, err := pgx.ParseConfig(pgtest.DSN(t))
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +140,17 @@ func TestPostgresConnectionLostDuringCommit(t *testing.T) {
 	fc := &faultyConnector{Connector: stdlib.GetConnector(*cfg)}
 	db := sql.OpenDB(fc)
 	t.Cleanup(func() { db.Close() })
-	schema := pgtest.Schema(t, pgtest.DB(t))
+	return fc, db, pgtest.Schema(t, pgtest.DB(t))
+}
+
+// TestPostgresConnectionLostDuringCommit: when the connection is lost
+// during COMMIT, InsertEvents finds out whether the transaction committed
+// and says so truly: success with the IDs the events are recorded under if
+// it did (also when the COMMIT was still on its way when the connection
+// broke), an error that is retryable and says nothing was written if it
+// did not. Alone and in group commit.
+func TestPostgresConnectionLostDuringCommit(t *testing.T) {
+	fc, db, schema := faultyPostgres(t)
 	for _, c := range []struct {
 		name      string
 		fault     commitFault
@@ -219,20 +226,13 @@ func TestPostgresConnectionLostDuringCommit(t *testing.T) {
 // the outcome could not be checked (retryable), not after the check's own
 // timeout.
 func TestPostgresConnectionLostDuringCommitHonoursContext(t *testing.T) {
-	cfg, err := pgx.ParseConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc := &faultyConnector{Connector: stdlib.GetConnector(*cfg)}
-	db := sql.OpenDB(fc)
-	t.Cleanup(func() { db.Close() })
-	schema := pgtest.Schema(t, pgtest.DB(t))
+	fc, db, schema := faultyPostgres(t)
 	r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	fc.fault.Store(int32(loseThenCommitMuchLater))
 	start := time.Now()
-	_, err = r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t"}}, nil)
+	_, err := r.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t"}}, nil)
 	took := time.Since(start)
 	fc.fault.Store(int32(noFault))
 	if took > 2*time.Second {
