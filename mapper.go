@@ -348,12 +348,8 @@ func (et *eventType) atVersion(state []byte) bool {
 // integer is an error wrapping ErrClassVersion. It allocates nothing on
 // success: values are skipped, not built.
 func (m *Mapper[E]) storedClassVersion(topic string, state []byte) (int, error) {
-	d := decodeStatePool.Get().(*decodeState)
-	*d = decodeState{t: m.transcoder, data: state, buf: d.buf[:0]}
-	defer func() {
-		d.t, d.data = nil, nil
-		decodeStatePool.Put(d)
-	}()
+	d := newDecodeState(m.transcoder, state)
+	defer d.release()
 	d.skipSpace()
 	if d.peek() != '{' {
 		return 1, nil // not an object: decoding reports it

@@ -245,12 +245,8 @@ type snapshotFields struct {
 // A state that is not an object is left for decoding to report.
 func snapshotMembers(t *Transcoder, data []byte) (snapshotFields, error) {
 	f := snapshotFields{stateStart: -1, stateEnd: -1}
-	d := decodeStatePool.Get().(*decodeState)
-	*d = decodeState{t: t, data: data, buf: d.buf[:0]}
-	defer func() {
-		d.t, d.data = nil, nil
-		decodeStatePool.Put(d)
-	}()
+	d := newDecodeState(t, data)
+	defer d.release()
 	d.skipSpace()
 	if d.peek() != '{' {
 		return f, nil

@@ -206,12 +206,8 @@ func (t *Transcoder) Decode(data []byte, v any) error {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("%w: Decode needs a non-nil pointer, not %T", ErrProgramming, v)
 	}
-	d := decodeStatePool.Get().(*decodeState)
-	*d = decodeState{t: t, data: data, buf: d.buf[:0]}
-	defer func() {
-		d.t, d.data = nil, nil
-		decodeStatePool.Put(d)
-	}()
+	d := newDecodeState(t, data)
+	defer d.release()
 	d.skipSpace()
 	if err := t.decoder(rv.Type().Elem())(d, rv.Elem()); err != nil {
 		return err
@@ -224,6 +220,19 @@ func (t *Transcoder) Decode(data []byte, v any) error {
 }
 
 var decodeStatePool = sync.Pool{New: func() any { return new(decodeState) }}
+
+// newDecodeState returns a pooled decoder of data; release returns it.
+func newDecodeState(t *Transcoder, data []byte) *decodeState {
+	d := decodeStatePool.Get().(*decodeState)
+	*d = decodeState{t: t, data: data, buf: d.buf[:0]}
+	return d
+}
+
+// release returns d to the pool, keeping its buffer.
+func (d *decodeState) release() {
+	d.t, d.data = nil, nil
+	decodeStatePool.Put(d)
+}
 
 // maxDepth bounds the nesting of decoded JSON, so that hostile input
 // cannot exhaust the stack.
