@@ -341,6 +341,7 @@ func (r *SQLRecorder) insertCombined(ctx context.Context, tx *sql.Tx, calls []*g
 	if err != nil {
 		return err
 	}
+	tracked := 0
 	for _, c := range calls {
 		if ids != nil {
 			c.ids, ids = ids[:len(c.events):len(c.events)], ids[len(c.events):]
@@ -349,15 +350,16 @@ func (r *SQLRecorder) insertCombined(ctx context.Context, tx *sql.Tx, calls []*g
 			if err := r.insertTracking(ctx, tx, *c.tracking); err != nil {
 				return err
 			}
+			tracked++
 		}
 	}
-	return r.notify(ctx, tx, len(all))
+	return r.notify(ctx, tx, len(all), tracked)
 }
 
 // insertSavepoints inserts each call under its own savepoint, rolling back
 // to it on an integrity error, which becomes that call's error.
 func (r *SQLRecorder) insertSavepoints(ctx context.Context, tx *sql.Tx, calls []*groupCall) error {
-	inserted := 0
+	inserted, tracked := 0, 0
 	for i, c := range calls {
 		sp := fmt.Sprintf("es_call_%d", i)
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT "+sp); err != nil {
@@ -379,20 +381,34 @@ func (r *SQLRecorder) insertSavepoints(ctx context.Context, tx *sql.Tx, calls []
 		}
 		c.ids = ids
 		inserted += len(c.events)
+		if c.tracking != nil {
+			tracked++
+		}
 		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+sp); err != nil {
 			return err
 		}
 	}
-	return r.notify(ctx, tx, inserted)
+	return r.notify(ctx, tx, inserted, tracked)
 }
 
-// notify runs the dialect's notify statement, last in a transaction that
-// inserted n events.
-func (r *SQLRecorder) notify(ctx context.Context, tx *sql.Tx, n int) error {
-	if r.notifySQL == "" || n == 0 {
+// notify runs the dialect's notify statement (waking subscribers and
+// WaitTracking in other sessions), last in a transaction that inserted
+// events and recorded tracked tracking records. Where the dialect batches
+// statements, a transaction with events sent it with its lock statements
+// already; one that records tracking records alone takes no lock, and
+// sends it here.
+func (r *SQLRecorder) notify(ctx context.Context, tx *sql.Tx, events, tracked int) error {
+	q := r.notifySQL
+	if events == 0 {
+		if tracked == 0 {
+			return nil
+		}
+		q = r.wakeSQL
+	}
+	if q == "" {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, r.notifySQL); err != nil {
+	if _, err := tx.ExecContext(ctx, q); err != nil {
 		return r.dbError(ctx, "notify", r.events, err)
 	}
 	return nil

@@ -88,6 +88,7 @@ type SQLRecorder struct {
 	lockSQL     []string     // begin each insert transaction
 	awaitSQL    []string     // the append lock alone (commitOutcome)
 	notifySQL   string       // run last in each insert transaction, if not ""
+	wakeSQL     string       // the notify statement, for tracking-only transactions
 	commits     commitSignal // broadcast after each commit of events or tracking
 	stmts       stmtCache
 	observer    Observer
@@ -174,6 +175,7 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	}
 	if n, ok := d.(Notifier); ok && !r.snapshots && !o.NoNotify {
 		r.notifySQL = n.NotifyStatement(r.events)
+		r.wakeSQL = r.notifySQL
 	}
 	r.observer = o.Observer
 	r.lockSQL = d.LockForAppend(r.events, r.lockTO)

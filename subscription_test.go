@@ -452,3 +452,38 @@ func TestSubscribePostgresTwoWriterProcesses(t *testing.T) {
 	}
 	t.Logf("%d events from 2 processes and this one, each delivered once in order to 3 subscribers", total)
 }
+
+// TestPostgresTrackingOnlyCommitNotifies: a transaction that records a
+// tracking record and no events (a projection's runner, whose handler
+// returns none) sends the NOTIFY too, so that WaitTracking in another
+// process is woken at once rather than at its next poll (up to 1 s).
+func TestPostgresTrackingOnlyCommitNotifies(t *testing.T) {
+	f := newPGSubscribeFixture(t, es.SQLOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woken := make(chan struct{}, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		postgres.Dialect{}.Listen(ctx, f.db, es.Table{Schema: f.schema, Name: f.table}, func() {
+			select {
+			case woken <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	select { // the wake-up Listen gives once it listens
+	case <-woken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not listening after 5 s")
+	}
+	if err := es.InsertTracking(context.Background(), f.writer, es.Tracking{ApplicationName: "Projection", NotificationID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woken:
+	case <-time.After(3 * time.Second):
+		t.Fatal("a tracking-only commit sent no notification")
+	}
+}
