@@ -125,10 +125,7 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E, aliases ...string) erro
 	if typ == nil {
 		return fmt.Errorf("%w: RegisterTopic %q: nil event", ErrProgramming, topic)
 	}
-	et := &eventType{typ: typ, elem: typ, topic: topic}
-	if typ.Kind() == reflect.Pointer {
-		et.elem, et.ptr = typ.Elem(), true
-	}
+	et := newEventType(topic, typ)
 	if topic == "" || slices.Contains(aliases, "") {
 		return fmt.Errorf("%w: empty topic for %v", ErrProgramming, typ)
 	}
@@ -137,10 +134,6 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E, aliases ...string) erro
 	}
 	if !reflect.PointerTo(et.elem).Implements(reflect.TypeFor[originatorSetter]()) {
 		return fmt.Errorf("%w: event type %v has no method SetOriginator(uuid.UUID, int64) on its pointer (embed eventsourcing.DomainEvent)", ErrProgramming, typ)
-	}
-	et.classVersion = max(classVersionOf(et.elem), 1)
-	if et.classVersion > 1 {
-		et.cvSuffix = fmt.Appendf(nil, `,"class_version":%d}`, et.classVersion)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -294,19 +287,8 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 	if err != nil {
 		return zero, err
 	}
-	if !et.atVersion(state) {
-		version, err := m.storedClassVersion(s.Topic, state)
-		if err != nil {
-			return zero, err
-		}
-		switch {
-		case version > et.classVersion:
-			return zero, fmt.Errorf("%w: stored class version %d of topic %q is newer than %v's class version %d", ErrClassVersion, version, s.Topic, et.typ, et.classVersion)
-		case version < et.classVersion:
-			if state, err = m.upcast(s.Topic, et, ups, version, state); err != nil {
-				return zero, err
-			}
-		}
+	if state, err = m.atClassVersion(s.Topic, et, ups, state); err != nil {
+		return zero, err
 	}
 	v := reflect.New(et.elem)
 	if err := m.transcoder.Decode(state, v.Interface()); err != nil {
@@ -317,6 +299,42 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 		return v.Interface().(E), nil
 	}
 	return v.Elem().Interface().(E), nil
+}
+
+// newEventType describes typ (a struct or a pointer to one, not checked
+// here) as written under topic, with its class version.
+func newEventType(topic string, typ reflect.Type) *eventType {
+	et := &eventType{typ: typ, elem: typ, topic: topic}
+	if typ.Kind() == reflect.Pointer {
+		et.elem, et.ptr = typ.Elem(), true
+	}
+	et.classVersion = max(classVersionOf(et.elem), 1)
+	if et.classVersion > 1 {
+		et.cvSuffix = fmt.Appendf(nil, `,"class_version":%d}`, et.classVersion)
+	}
+	return et
+}
+
+// atClassVersion returns a stored state of topic at et's class version:
+// as it is if it is there already, upcast by ups if it is older. A newer
+// one, an older one without an upcaster for every step, or a
+// "class_version" that is not a positive integer is an error wrapping
+// ErrClassVersion.
+func (m *Mapper[E]) atClassVersion(topic string, et *eventType, ups map[int]func(map[string]any) error, state []byte) ([]byte, error) {
+	if et.atVersion(state) {
+		return state, nil
+	}
+	version, err := m.storedClassVersion(topic, state)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case version > et.classVersion:
+		return nil, fmt.Errorf("%w: stored class version %d of topic %q is newer than %v's class version %d", ErrClassVersion, version, topic, et.typ, et.classVersion)
+	case version < et.classVersion:
+		return m.upcast(topic, et, ups, version, state)
+	}
+	return state, nil
 }
 
 // classVersionKey is the member of a stored state that holds its class

@@ -60,16 +60,8 @@ func NewSnapshotStore[S any](aggregateTopic string, opts *MapperOptions, r Aggre
 		return nil, err
 	}
 	s := &SnapshotStore[S]{AggregateTopic: aggregateTopic, store: NewEventStore(m, r)}
-	typ := reflect.TypeFor[S]()
-	elem := typ
-	if elem.Kind() == reflect.Pointer {
-		elem = elem.Elem()
-	}
-	if elem.Kind() == reflect.Struct {
-		s.state = &eventType{topic: aggregateTopic, typ: typ, elem: elem, ptr: elem != typ, classVersion: max(classVersionOf(elem), 1)}
-		if s.state.classVersion > 1 {
-			s.state.cvSuffix = fmt.Appendf(nil, `,"class_version":%d}`, s.state.classVersion)
-		}
+	if et := newEventType(aggregateTopic, reflect.TypeFor[S]()); et.elem.Kind() == reflect.Struct {
+		s.state = et
 	}
 	return s, nil
 }
@@ -174,12 +166,8 @@ func (s *SnapshotStore[S]) fromStoredEvent(se StoredEvent) (*Snapshot[S], error)
 		return nil, err
 	}
 	if mem.classVersion { // of the snapshot itself, as the mapper checks it
-		v, err := m.storedClassVersion(se.Topic, data)
-		if err != nil {
+		if _, err := m.atClassVersion(se.Topic, et, nil, data); err != nil {
 			return nil, err
-		}
-		if v > et.classVersion {
-			return nil, fmt.Errorf("%w: stored class version %d of topic %q is newer than %v's class version %d", ErrClassVersion, v, se.Topic, et.typ, et.classVersion)
 		}
 	}
 	if mem.stateStart >= 0 {
@@ -210,23 +198,13 @@ func (s *SnapshotStore[S]) upcastState(topic string, data []byte, start, end int
 	if st == nil || state[0] != '{' || st.atVersion(state) || m.transcoder.lookupType(st.elem) != nil || m.transcoder.lookupType(st.typ) != nil {
 		return data, nil // no class version to check; "state": null decodes as such
 	}
-	version, err := m.storedClassVersion(topic, state)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case version > st.classVersion:
-		return nil, fmt.Errorf("%w: stored class version %d of topic %q is newer than %v's class version %d", ErrClassVersion, version, topic, st.typ, st.classVersion)
-	case version == st.classVersion:
-		return data, nil
-	}
 	m.mu.RLock()
 	ups := m.upcasters[s.AggregateTopic]
 	if ups == nil {
 		ups = m.upcasters[topic]
 	}
 	m.mu.RUnlock()
-	up, err := m.upcast(topic, st, ups, version, state)
+	up, err := m.atClassVersion(topic, st, ups, state)
 	if err != nil {
 		return nil, err
 	}
