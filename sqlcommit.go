@@ -28,19 +28,12 @@ const commitCheckTimeout = 10 * time.Second
 // during COMMIT, which says what is known of its outcome.
 var errCommitLost = errors.New("connection lost during COMMIT")
 
-type outcome int
-
-const (
-	outcomeUnknown outcome = iota
-	outcomeCommitted
-	outcomeRolledBack
-)
-
 // commitOutcome finds out whether the transaction that inserted calls
-// (whose COMMIT lost its connection) committed. A call alone bounds the
-// check with its own context too (its caller may leave, with the outcome
-// unknown); a group's calls, claimed, wait for it up to the timeout.
-func (r *SQLRecorder) commitOutcome(calls []*groupCall) outcome {
+// (whose COMMIT lost its connection) committed, or returns why it could
+// not. A call alone bounds the check with its own context too (its caller
+// may leave, with the outcome unknown); a group's calls, claimed, wait for
+// it up to the timeout.
+func (r *SQLRecorder) commitOutcome(calls []*groupCall) (committed bool, err error) {
 	var probe *groupCall
 	for _, c := range calls {
 		if c.err == nil && len(c.ids) > 0 && len(c.events) > 0 {
@@ -48,8 +41,11 @@ func (r *SQLRecorder) commitOutcome(calls []*groupCall) outcome {
 			break
 		}
 	}
-	if probe == nil || r.snapshots || len(r.awaitSQL) == 0 {
-		return outcomeUnknown
+	switch {
+	case probe == nil:
+		return false, errors.New("the transaction has no notification IDs to look for (tracking records or snapshots alone)")
+	case len(r.lockSQL) == 0:
+		return false, errors.New("the dialect has no append lock to wait for the transaction's end with")
 	}
 	parent := context.Background()
 	if len(calls) == 1 {
@@ -59,12 +55,14 @@ func (r *SQLRecorder) commitOutcome(calls []*groupCall) outcome {
 	defer cancel()
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
-		return outcomeUnknown
+		return false, err
 	}
 	defer tx.Rollback()
-	for _, s := range r.awaitSQL {
+	// The lock statements (with a NOTIFY, on a dialect that sends it with
+	// them: this transaction rolls back, so none is sent).
+	for _, s := range r.lockSQL {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return outcomeUnknown
+			return false, err
 		}
 	}
 	e := probe.events[0]
@@ -72,21 +70,24 @@ func (r *SQLRecorder) commitOutcome(calls []*groupCall) outcome {
 	err = tx.QueryRowContext(ctx, "SELECT originator_version FROM "+r.qEvents+" WHERE "+r.nid+" = "+r.d.Placeholder(1)+
 		" AND originator_id = "+r.d.Placeholder(2), probe.ids[0], r.d.UUIDArg(e.OriginatorID)).Scan(&v)
 	switch {
-	case err == nil && v == e.OriginatorVersion:
-		return outcomeCommitted
 	case errors.Is(err, sql.ErrNoRows):
-		return outcomeRolledBack
+		return false, nil
+	case err != nil:
+		return false, err
+	case v != e.OriginatorVersion:
+		return false, fmt.Errorf("notification %d is version %d of %s, not %d", probe.ids[0], v, e.OriginatorID, e.OriginatorVersion)
 	}
-	return outcomeUnknown
+	return true, nil
 }
 
 // commitLost is the error of a transaction whose COMMIT lost its
-// connection (err) and whose outcome was found to be o (not committed or
-// unknown). Both are transient: the call may be tried again.
-func (r *SQLRecorder) commitLost(err error, o outcome) error {
-	what := "whether it committed could not be checked: its events may be recorded, and a retry may then meet ErrIntegrity"
-	if o == outcomeRolledBack {
-		what = "checked: it did not commit, nothing of it was written"
+// connection (err) and which did not commit (checkErr nil) or whose
+// outcome could not be checked (checkErr says why). Both are transient:
+// the call may be tried again.
+func (r *SQLRecorder) commitLost(err, checkErr error) error {
+	what := "checked: it did not commit, nothing of it was written"
+	if checkErr != nil {
+		what = fmt.Sprintf("whether it committed could not be checked (%v): its events may be recorded, and a retry may then meet ErrIntegrity", checkErr)
 	}
 	return &DatabaseError{Kind: ErrOperational, Op: "commit", Table: r.events.String(), Transient: true,
 		Err: fmt.Errorf("%w (%s): %w", errCommitLost, what, err)}

@@ -32,9 +32,11 @@ import (
 // transaction committed (on PostgreSQL: under the append lock, which the
 // lost transaction held until it ended) and reports that: the IDs, or a
 // transient error saying nothing was written. Only if that check fails
-// too (the database unreachable for 10 seconds, or a dialect with no
-// append lock) is the outcome unknown: the transient error then says so,
-// and a retry may meet ErrIntegrity against the first attempt's events.
+// too (the database unreachable for 10 seconds, the caller's context
+// ending first when its call was alone in the transaction, or a dialect
+// with no append lock) is the outcome unknown: the transient error then
+// says so and why, and a retry may meet ErrIntegrity against the first
+// attempt's events.
 func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	return r.insertEvents(ctx, events, tracking)
 }
@@ -259,10 +261,8 @@ func (r *SQLRecorder) writeTx(ctx context.Context, disarm func() error, calls []
 		if !connectionLost(err) {
 			return r.dbError(ctx, "commit", r.events, err)
 		}
-		committed = true // nothing to roll back: the connection is gone
-		o := r.commitOutcome(live)
-		if o != outcomeCommitted {
-			return r.commitLost(err, o)
+		if ok, checkErr := r.commitOutcome(live); !ok {
+			return r.commitLost(err, checkErr)
 		}
 	}
 	committed = true
@@ -398,17 +398,10 @@ func (r *SQLRecorder) insertSavepoints(ctx context.Context, tx *sql.Tx, calls []
 // already; one that records tracking records alone takes no lock, and
 // sends it here.
 func (r *SQLRecorder) notify(ctx context.Context, tx *sql.Tx, events, tracked int) error {
-	q := r.notifySQL
-	if events == 0 {
-		if tracked == 0 {
-			return nil
-		}
-		q = r.wakeSQL
-	}
-	if q == "" {
+	if r.notifySQL == "" || (events == 0 && tracked == 0) || (events > 0 && r.notifyLock) {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, q); err != nil {
+	if _, err := tx.ExecContext(ctx, r.notifySQL); err != nil {
 		return r.dbError(ctx, "notify", r.events, err)
 	}
 	return nil

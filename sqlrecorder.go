@@ -85,10 +85,9 @@ type SQLRecorder struct {
 	nid         string
 	insertSQL   sync.Map     // rows -> string
 	selectSQL   sync.Map     // query shape -> string
-	lockSQL     []string     // begin each insert transaction
-	awaitSQL    []string     // the append lock alone (commitOutcome)
-	notifySQL   string       // run last in each insert transaction, if not ""
-	wakeSQL     string       // the notify statement, for tracking-only transactions
+	lockSQL     []string     // begin each insert transaction with events
+	notifySQL   string       // wakes other sessions' subscribers, if not ""
+	notifyLock  bool         // notifySQL is sent with lockSQL
 	commits     commitSignal // broadcast after each commit of events or tracking
 	stmts       stmtCache
 	observer    Observer
@@ -175,11 +174,9 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	}
 	if n, ok := d.(Notifier); ok && !r.snapshots && !o.NoNotify {
 		r.notifySQL = n.NotifyStatement(r.events)
-		r.wakeSQL = r.notifySQL
 	}
 	r.observer = o.Observer
 	r.lockSQL = d.LockForAppend(r.events, r.lockTO)
-	r.awaitSQL = r.lockSQL
 	if b, ok := d.(StatementBatcher); ok && b.BatchStatements() && len(r.lockSQL) > 0 {
 		// One round trip for the lock statements and the NOTIFY. NOTIFY
 		// takes effect at COMMIT wherever it is sent in the transaction
@@ -189,10 +186,9 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 		stmts := r.lockSQL
 		if r.notifySQL != "" {
 			stmts = append(stmts[:len(stmts):len(stmts)], r.notifySQL)
-			r.notifySQL = ""
+			r.notifyLock = true
 		}
 		r.lockSQL = []string{strings.Join(stmts, "; ")}
-		r.awaitSQL = []string{strings.Join(r.awaitSQL, "; ")}
 	}
 	r.qEvents = r.events.Quote(d)
 	r.qTracking = r.tracking.Quote(d)
