@@ -32,11 +32,12 @@ func (r *SQLRecorder) GroupStats() GroupStats {
 // grouping; calls that queue while it waits for the lock join its
 // transaction once it has the lock (with 8 closed-loop writers on
 // PostgreSQL, this is what lets a group hold nearly all 8 instead of
-// alternating halves). Callers that arrive while a transaction runs queue. Just before that
-// transaction's COMMIT, a committer goroutine starts the next one: it
-// takes every queued call (up to MaxGroupSize), begins and waits for the
-// lock while the first commits, and once it has the lock takes the calls
-// that queued meanwhile too; and so on until the queue is empty. (The
+// alternating halves). Callers that arrive while a transaction runs
+// queue. Just before that transaction's COMMIT, a committer goroutine
+// starts the next one: it takes every queued call (up to MaxGroupSize),
+// begins and waits for the lock while the first commits, and once it has
+// the lock takes the calls that queued meanwhile too; and so on until the
+// queue is empty. (The
 // flags that keep one committer ahead are only for efficiency: two
 // transactions writing at once would still be ordered by the lock.)
 //
