@@ -98,22 +98,18 @@ func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notificatio
 		if err := rows.Scan(&nid, &id, &version, &topic, &state); err != nil {
 			// A column that does not fit (NULL, not an integer): the row
 			// is bad, and reading it again will not help.
-			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
-				Err: fmt.Errorf("notification %d: %w", nid, err)}
+			return nil, r.badNotification(nid, err)
 		}
 		n.ID, n.OriginatorVersion = nid, version
 		if id.null {
-			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
-				Err: fmt.Errorf("notification %d: NULL originator_id", n.ID)}
+			return nil, r.badNotification(n.ID, errors.New("NULL originator_id"))
 		}
 		if n.OriginatorID, err = uuid.ParseBytes(id.b); err != nil {
-			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
-				Err: fmt.Errorf("notification %d: originator_id %q: %w", n.ID, id.b, err)}
+			return nil, r.badNotification(n.ID, fmt.Errorf("originator_id %q: %w", id.b, err))
 		}
 		switch {
 		case topic.null:
-			return nil, &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(),
-				Err: fmt.Errorf("notification %d: NULL topic", n.ID)}
+			return nil, r.badNotification(n.ID, errors.New("NULL topic"))
 		case string(topic.b) == lastTopic: // no allocation
 			n.Topic = lastTopic
 		case string(topic.b) != n.Topic:
@@ -134,6 +130,11 @@ func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notificatio
 		return nil, r.dbError(ctx, "select notifications", r.events, err)
 	}
 	return out, nil
+}
+
+// badNotification is the ErrData of a notification row that does not fit.
+func (r *SQLRecorder) badNotification(id int64, err error) error {
+	return &DatabaseError{Kind: ErrData, Op: "select notifications", Table: r.events.String(), Err: fmt.Errorf("notification %d: %w", id, err)}
 }
 
 // query shape bits for cached SELECT statements
