@@ -595,6 +595,27 @@ type stamped struct {
 	N int `json:"n"`
 }
 
+// wantEncodeRefused checks that tr refuses to encode v with an error
+// wrapping ErrUnsupportedType that says each of want, the same error each
+// time (a cached error is not added to), and returns it.
+func wantEncodeRefused(t *testing.T, tr *es.Transcoder, v any, want ...string) error {
+	t.Helper()
+	b, err := tr.Encode(v)
+	if !errors.Is(err, es.ErrUnsupportedType) {
+		t.Fatalf("Encode(%#v) = %s, %v; want ErrUnsupportedType", v, b, err)
+	}
+	t.Log(err)
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	if _, err2 := tr.Encode(v); err2 == nil || err2.Error() != err.Error() {
+		t.Errorf("second Encode: %v, first %v", err2, err)
+	}
+	return err
+}
+
 // skipped has only fields tagged "-": deliberately nothing to write.
 type skipped struct {
 	cache map[string]int `json:"-"`
@@ -635,20 +656,7 @@ func TestTranscoderRefusesOpaqueTypes(t *testing.T) {
 		{"json.RawMessage", json.RawMessage(`{"a":1}`), []string{"json.RawMessage", "Object"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := tr.Encode(c.v)
-			if !errors.Is(err, es.ErrUnsupportedType) {
-				t.Fatalf("Encode(%#v): %v, want ErrUnsupportedType", c.v, err)
-			}
-			t.Log(err)
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-			// The same error each time (a cached error is not added to).
-			if _, err2 := tr.Encode(c.v); err2 == nil || err2.Error() != err.Error() {
-				t.Errorf("second Encode: %v, first %v", err2, err)
-			}
+			err := wantEncodeRefused(t, tr, c.v, c.want...)
 			// Nor does the decoder fill such a type, with the same error.
 			switch c.v.(type) {
 			case []any, map[string]any:
