@@ -237,48 +237,61 @@ func copyFile(t *testing.T, src string) string {
 	return dst
 }
 
-func TestInteropReadSQLite(t *testing.T) {
-	m := loadManifest(t)
+// fileEnv returns a manifest file's environment variables.
+func fileEnv(file map[string]any) map[string]string {
+	env := map[string]string{}
+	for _, e := range file["env"].(es.Object) {
+		env[e.Key] = e.Value.(string)
+	}
+	return env
+}
+
+// forEachInteropSQLite runs fn in a subtest for each SQLite file of the
+// manifest, with the file's entry, its environment and a copy of it open.
+func forEachInteropSQLite(t *testing.T, m map[string]any, fn func(t *testing.T, file map[string]any, env map[string]string, db *sql.DB)) {
 	dir := interopDir(t)
-	events := manifestEvents(t, m)
-	ctx := context.Background()
 	for _, f := range m["files"].(es.Object) {
 		file := asMap(f.Value)
 		t.Run(f.Key, func(t *testing.T) {
-			env := map[string]string{}
-			for _, e := range file["env"].(es.Object) {
-				env[e.Key] = e.Value.(string)
-			}
-			mapper, snapStore, opts := interopMappers(t, env)
-			db, err := sqlite.Open(ctx, copyFile(t, filepath.Join(dir, f.Key)), 0)
+			db, err := sqlite.Open(context.Background(), copyFile(t, filepath.Join(dir, f.Key)), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			rec, err := es.NewSQLRecorder(ctx, db, sqlite.Dialect{}, &es.SQLOptions{AppName: "BankAccounts", MultiRowTracking: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkStore(t, rec, mapper, file, events)
-			snaps, err := es.NewSQLSnapshotRecorder(ctx, db, sqlite.Dialect{}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkSnapshots(t, snaps, snapStore, opts, file, events)
-			// Tracking rows.
-			for _, tr := range file["tracking"].([]any) {
-				row := asMap(tr)
-				app, want := row["application_name"].(string), num(row["notification_id"])
-				if got, err := rec.MaxTrackingID(ctx, app); err != nil || got != want {
-					t.Errorf("MaxTrackingID(%s) = %d, %v; want %d", app, got, err, want)
-				}
-			}
-			// Single-row tracking is refused on this 9.3 (multi-row) table.
-			if _, err := es.NewSQLRecorder(ctx, db, sqlite.Dialect{}, &es.SQLOptions{AppName: "BankAccounts"}); err == nil {
-				t.Error("single-row tracking accepted on a multi-row tracking table")
-			}
+			fn(t, file, fileEnv(file), db)
 		})
 	}
+}
+
+func TestInteropReadSQLite(t *testing.T) {
+	m := loadManifest(t)
+	events := manifestEvents(t, m)
+	ctx := context.Background()
+	forEachInteropSQLite(t, m, func(t *testing.T, file map[string]any, env map[string]string, db *sql.DB) {
+		mapper, snapStore, opts := interopMappers(t, env)
+		rec, err := es.NewSQLRecorder(ctx, db, sqlite.Dialect{}, &es.SQLOptions{AppName: "BankAccounts", MultiRowTracking: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStore(t, rec, mapper, file, events)
+		snaps, err := es.NewSQLSnapshotRecorder(ctx, db, sqlite.Dialect{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSnapshots(t, snaps, snapStore, opts, file, events)
+		// Tracking rows.
+		for _, tr := range file["tracking"].([]any) {
+			row := asMap(tr)
+			app, want := row["application_name"].(string), num(row["notification_id"])
+			if got, err := rec.MaxTrackingID(ctx, app); err != nil || got != want {
+				t.Errorf("MaxTrackingID(%s) = %d, %v; want %d", app, got, err, want)
+			}
+		}
+		// Single-row tracking is refused on this 9.3 (multi-row) table.
+		if _, err := es.NewSQLRecorder(ctx, db, sqlite.Dialect{}, &es.SQLOptions{AppName: "BankAccounts"}); err == nil {
+			t.Error("single-row tracking accepted on a multi-row tracking table")
+		}
+	})
 }
 
 // checkStore reads every event through the recorder and the mapper and
@@ -494,10 +507,7 @@ func TestInteropWrite(t *testing.T) {
 	events := manifestEvents(t, m)
 	for _, f := range m["files"].(es.Object) {
 		file := asMap(f.Value)
-		env := map[string]string{}
-		for _, e := range file["env"].(es.Object) {
-			env[e.Key] = e.Value.(string)
-		}
+		env := fileEnv(file)
 		t.Run(f.Key, func(t *testing.T) {
 			mapper, snapStore, opts := interopMappers(t, env)
 			for _, me := range events {

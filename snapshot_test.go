@@ -2,9 +2,9 @@ package eventsourcing_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -407,7 +407,6 @@ func (bankAccountStateV3) ClassVersion() int { return 3 }
 // 2), upcast to version 3, and refused as version 1.
 func TestSnapshotStoreInteropLatest(t *testing.T) {
 	m := loadManifest(t)
-	dir := interopDir(t)
 	var snapEvent manifestEvent
 	for _, me := range manifestEvents(t, m) {
 		if me.topic == es.SnapshotTopic {
@@ -415,46 +414,34 @@ func TestSnapshotStoreInteropLatest(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	for _, f := range m["files"].(es.Object) {
-		file := asMap(f.Value)
-		t.Run(f.Key, func(t *testing.T) {
-			env := map[string]string{}
-			for _, e := range file["env"].(es.Object) {
-				env[e.Key] = e.Value.(string)
-			}
-			_, _, opts := interopMappers(t, env)
-			db, err := sqlite.Open(ctx, copyFile(t, filepath.Join(dir, f.Key)), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			rec, err := es.NewSQLSnapshotRecorder(ctx, db, sqlite.Dialect{}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			v2, errV2 := es.NewSnapshotStore[BankAccountState]("interop_domain:BankAccount", opts, rec)
-			v1, errV1 := es.NewSnapshotStore[bankAccountStateV1]("interop_domain:BankAccount", opts, rec)
-			v3, errV3 := es.NewSnapshotStore[*bankAccountStateV3]("interop_domain:BankAccount", opts, rec)
-			if err := errors.Join(errV2, errV1, errV3); err != nil {
-				t.Fatal(err)
-			}
-			snap, err := v2.Latest(ctx, snapEvent.id, 0)
-			if err != nil || snap.Version != snapEvent.version || snap.State.FullName != "Alice Example" || snap.Topic != "interop_domain:BankAccount" {
-				t.Fatalf("Python snapshot: %+v, %v", snap, err)
-			}
-			checkDecoded(t, "snapshot", snap, snapEvent.decoded)
-			_, err = v1.Latest(ctx, snapEvent.id, 0)
-			wantClassVersion(t, err, `"interop_domain:BankAccount"`, "class version 2", "newer", "class version 1")
-			if err := v3.Mapper().Upcast("interop_domain:BankAccount", 2, func(s map[string]any) error {
-				s["nickname"] = "Al"
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			up, err := v3.Latest(ctx, snapEvent.id, 0)
-			if err != nil || up.State.Nickname != "Al" || !reflect.DeepEqual(up.State.BankAccountState, snap.State) {
-				t.Errorf("Python snapshot upcast to version 3: %+v, %v", up, err)
-			}
-		})
-	}
+	forEachInteropSQLite(t, m, func(t *testing.T, _ map[string]any, env map[string]string, db *sql.DB) {
+		_, _, opts := interopMappers(t, env)
+		rec, err := es.NewSQLSnapshotRecorder(ctx, db, sqlite.Dialect{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2, errV2 := es.NewSnapshotStore[BankAccountState]("interop_domain:BankAccount", opts, rec)
+		v1, errV1 := es.NewSnapshotStore[bankAccountStateV1]("interop_domain:BankAccount", opts, rec)
+		v3, errV3 := es.NewSnapshotStore[*bankAccountStateV3]("interop_domain:BankAccount", opts, rec)
+		if err := errors.Join(errV2, errV1, errV3); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := v2.Latest(ctx, snapEvent.id, 0)
+		if err != nil || snap.Version != snapEvent.version || snap.State.FullName != "Alice Example" || snap.Topic != "interop_domain:BankAccount" {
+			t.Fatalf("Python snapshot: %+v, %v", snap, err)
+		}
+		checkDecoded(t, "snapshot", snap, snapEvent.decoded)
+		_, err = v1.Latest(ctx, snapEvent.id, 0)
+		wantClassVersion(t, err, `"interop_domain:BankAccount"`, "class version 2", "newer", "class version 1")
+		if err := v3.Mapper().Upcast("interop_domain:BankAccount", 2, func(s map[string]any) error {
+			s["nickname"] = "Al"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		up, err := v3.Latest(ctx, snapEvent.id, 0)
+		if err != nil || up.State.Nickname != "Al" || !reflect.DeepEqual(up.State.BankAccountState, snap.State) {
+			t.Errorf("Python snapshot upcast to version 3: %+v, %v", up, err)
+		}
+	})
 }
