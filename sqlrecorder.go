@@ -52,7 +52,8 @@ type SQLOptions struct {
 	// MaxGroupDelay is how long a group's leader waits for more calls to
 	// join before committing, when fewer than MaxGroupSize are queued. Zero
 	// (the default) means no wait: a group is whatever queued while the
-	// previous one committed, so a caller alone pays no delay.
+	// previous one committed (or while a caller that found none running
+	// waited for the lock), so a caller alone pays no delay.
 	MaxGroupDelay time.Duration
 }
 
