@@ -32,6 +32,13 @@ var (
 	// ErrData: a value does not fit the database (out of range, invalid
 	// text encoding).
 	ErrData = errors.New("eventsourcing: data error")
+	// ErrOutcomeUnknown: a write's COMMIT was sent but its reply never
+	// came, and the recorder could not find out whether it committed. The
+	// error also matches ErrOperational; the call's events are then either
+	// all recorded under the IDs the transaction was given or none is (read
+	// them back to tell). It is the only error after which a call's events
+	// may be recorded.
+	ErrOutcomeUnknown = errors.New("eventsourcing: outcome unknown")
 )
 
 // The mapping sentinels: converting between domain events and stored events.

@@ -85,10 +85,12 @@ func (r *SQLRecorder) commitOutcome(calls []*groupCall) (committed bool, err err
 // outcome could not be checked (checkErr says why). Both are transient:
 // the call may be tried again.
 func (r *SQLRecorder) commitLost(err, checkErr error) error {
-	what := "checked: it did not commit, nothing of it was written"
 	if checkErr != nil {
-		what = fmt.Sprintf("whether it committed could not be checked (%v): its events may be recorded, and a retry may then meet ErrIntegrity", checkErr)
+		what := fmt.Sprintf("whether it committed could not be checked (%v): its events may be recorded, and a retry may then meet ErrIntegrity", checkErr)
+		return &DatabaseError{Kind: ErrOperational, Op: "commit", Table: r.events.String(), Transient: true,
+			Err: fmt.Errorf("%w: %w (%s): %w", ErrOutcomeUnknown, errCommitLost, what, err)}
 	}
+	what := "checked: it did not commit, nothing of it was written"
 	return &DatabaseError{Kind: ErrOperational, Op: "commit", Table: r.events.String(), Transient: true,
 		Err: fmt.Errorf("%w (%s): %w", errCommitLost, what, err)}
 }
