@@ -108,7 +108,9 @@ func (s *EventStore[E]) Get(ctx context.Context, originatorID uuid.UUID, q *Quer
 // Events iterates over the events of one aggregate within the query's bounds,
 // reading PageSize stored events per query, so that a long sequence is never
 // held in memory at once. Iteration stops after the first error, which is
-// yielded with the zero E.
+// yielded with the zero E. A stored event that cannot be read (a bad row,
+// ErrData) or decoded fails only itself: every event before it is yielded
+// first.
 func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Query) iter.Seq2[E, error] {
 	return func(yield func(E, error) bool) {
 		var zero E
@@ -133,12 +135,7 @@ func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Q
 			if remaining > 0 && remaining < size {
 				page.Limit = remaining
 			}
-			stored, err := s.Recorder.SelectEvents(ctx, originatorID, &page)
-			if err != nil {
-				res.Err = err
-				yield(zero, err)
-				return
-			}
+			stored, err := selectEvents(ctx, s.Recorder, originatorID, &page)
 			for _, se := range stored {
 				e, err := s.Mapper.FromStoredEvent(se)
 				if err != nil {
@@ -150,6 +147,11 @@ func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Q
 				if !yield(e, nil) {
 					return
 				}
+			}
+			if err != nil { // after the good rows before a bad one, if any
+				res.Err = err
+				yield(zero, err)
+				return
 			}
 			if remaining > 0 {
 				remaining -= len(stored)
@@ -168,4 +170,23 @@ func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Q
 			}
 		}
 	}
+}
+
+// partialEvents is a recorder that can return the events before a stored
+// row that does not fit together with that row's error (ErrData), where
+// SelectEvents returns the error alone: [SQLRecorder] and
+// [ReplicatedRecorder]. Events uses it to yield those events first; with a
+// recorder that lacks it, a bad row's error comes without the events of its
+// page before it.
+type partialEvents interface {
+	selectEventsPartial(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error)
+}
+
+// selectEvents is rec's SelectEvents, or its selectEventsPartial if it has
+// it.
+func selectEvents(ctx context.Context, rec AggregateRecorder, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
+	if p, ok := rec.(partialEvents); ok {
+		return p.selectEventsPartial(ctx, originatorID, q)
+	}
+	return rec.SelectEvents(ctx, originatorID, q)
 }

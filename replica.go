@@ -90,8 +90,12 @@ type ReplicatedRecorder struct {
 }
 
 var (
-	_ ProcessRecorder = (*ReplicatedRecorder)(nil)
-	_ Waker           = (*ReplicatedRecorder)(nil)
+	_ ProcessRecorder      = (*ReplicatedRecorder)(nil)
+	_ Waker                = (*ReplicatedRecorder)(nil)
+	_ partialEvents        = (*ReplicatedRecorder)(nil)
+	_ partialNotifications = (*ReplicatedRecorder)(nil)
+	_ partialEvents        = (*SQLRecorder)(nil)
+	_ partialNotifications = (*SQLRecorder)(nil)
 )
 
 // lazyRecorder makes a standby's recorder when it is first needed (a
@@ -277,6 +281,28 @@ func (r *ReplicatedRecorder) SelectNotificationsInto(ctx context.Context, dst []
 	var out []Notification
 	err := r.read(ctx, func(rec *SQLRecorder) (err error) {
 		out, err = rec.SelectNotificationsInto(ctx, dst, start, limit, q)
+		return err
+	})
+	return out, err
+}
+
+// selectEventsPartial is SelectEvents that returns the events before a
+// bad row with its error, as [SQLRecorder]'s does.
+func (r *ReplicatedRecorder) selectEventsPartial(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
+	var out []StoredEvent
+	err := r.read(ctx, func(rec *SQLRecorder) (err error) {
+		out, err = rec.selectEventsPartial(ctx, originatorID, q)
+		return err
+	})
+	return out, err
+}
+
+// selectNotificationsPartial is SelectNotifications that returns the
+// notifications before a bad row with its error, as [SQLRecorder]'s does.
+func (r *ReplicatedRecorder) selectNotificationsPartial(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	var out []Notification
+	err := r.read(ctx, func(rec *SQLRecorder) (err error) {
+		out, err = rec.selectNotificationsPartial(ctx, start, limit, q)
 		return err
 	})
 	return out, err

@@ -10,6 +10,12 @@ import (
 )
 
 // SelectNotifications returns at most limit notifications from start.
+//
+// A stored row that does not fit (a NULL topic, an originator ID that is
+// not a UUID) fails only itself: a page ends just before it, with no error,
+// and the page that starts at it is an error matching ErrData that names
+// its notification ID. A reader thus gets every notification before it,
+// and can resume at the next ID on purpose.
 func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
 	return r.SelectNotificationsInto(ctx, nil, start, limit, q)
 }
@@ -18,14 +24,34 @@ func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limi
 // notifications are written over dst[:0], reusing the entries' State
 // buffers and, where they are the same, their Topic strings, so that a
 // reader paging through the log with one slice allocates almost nothing
-// per page. The States of dst are overwritten: do not keep them.
+// per page. The States of dst are overwritten: do not keep them. A bad
+// stored row ends a page as it ends SelectNotifications'.
 func (r *SQLRecorder) SelectNotificationsInto(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
-	if r.observer == nil {
-		return r.selectNotifications(ctx, dst, start, limit, q)
+	return r.observeSelectNotifications(ctx, dst, start, limit, q, false)
+}
+
+// selectNotificationsPartial is SelectNotifications that returns the
+// notifications before a bad row together with the bad row's error (see
+// [partialNotifications]).
+func (r *SQLRecorder) selectNotificationsPartial(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	return r.observeSelectNotifications(ctx, nil, start, limit, q, true)
+}
+
+// observeSelectNotifications runs selectNotifications, told to the
+// observer if there is one. Unless partial, the good rows before a bad one
+// are returned without its error.
+func (r *SQLRecorder) observeSelectNotifications(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery, partial bool) ([]Notification, error) {
+	var end func(OpResult)
+	if r.observer != nil {
+		ctx, end = Observe(ctx, r.observer, Op{Kind: OpSelectNotifications, Table: r.events.String(), Start: start, Limit: limit})
 	}
-	ctx, end := Observe(ctx, r.observer, Op{Kind: OpSelectNotifications, Table: r.events.String(), Start: start, Limit: limit})
 	out, err := r.selectNotifications(ctx, dst, start, limit, q)
-	end(OpResult{Rows: len(out), LastID: lastNotificationID(out), Err: err})
+	if err != nil && len(out) > 0 && !partial {
+		err = nil // the next page starts at the bad row, and fails
+	}
+	if end != nil {
+		end(OpResult{Rows: len(out), LastID: lastNotificationID(out), Err: err})
+	}
 	return out, err
 }
 
@@ -37,6 +63,9 @@ func lastNotificationID(ns []Notification) int64 {
 	return ns[len(ns)-1].ID
 }
 
+// selectNotifications reads a page of notifications. A row that does not
+// fit ends it: the rows before it are returned with its error (ErrData).
+// Any other error comes alone.
 func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
 	if r.snapshots {
 		return nil, &DatabaseError{Kind: ErrProgramming, Op: "select notifications", Table: r.events.String(), Err: errors.New("a snapshots table has no notification log")}
@@ -98,18 +127,18 @@ func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notificatio
 		if err := rows.Scan(&nid, &id, &version, &topic, &state); err != nil {
 			// A column that does not fit (NULL, not an integer): the row
 			// is bad, and reading it again will not help.
-			return nil, r.badNotification(nid, err)
+			return out, r.badNotification(nid, err)
 		}
 		n.ID, n.OriginatorVersion = nid, version
 		if id.null {
-			return nil, r.badNotification(n.ID, errors.New("NULL originator_id"))
+			return out, r.badNotification(n.ID, errors.New("NULL originator_id"))
 		}
 		if n.OriginatorID, err = uuid.ParseBytes(id.b); err != nil {
-			return nil, r.badNotification(n.ID, fmt.Errorf("originator_id %q: %w", id.b, err))
+			return out, r.badNotification(n.ID, fmt.Errorf("originator_id %q: %w", id.b, err))
 		}
 		switch {
 		case topic.null:
-			return nil, r.badNotification(n.ID, errors.New("NULL topic"))
+			return out, r.badNotification(n.ID, errors.New("NULL topic"))
 		case string(topic.b) == lastTopic: // no allocation
 			n.Topic = lastTopic
 		case string(topic.b) != n.Topic:
@@ -147,8 +176,29 @@ const (
 	qLimit
 )
 
-// SelectEvents returns an aggregate's events within the query's bounds.
+// SelectEvents returns an aggregate's events within the query's bounds. A
+// stored row that does not fit (a NULL topic, a version that is not an
+// integer) is an error matching ErrData that names the aggregate and the
+// row, returned alone. ([EventStore.Events] yields the events before it
+// first.)
 func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
+	out, err := r.selectEvents(ctx, originatorID, q)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// selectEventsPartial is SelectEvents that returns the events before a bad
+// row together with the bad row's error (see [partialEvents]).
+func (r *SQLRecorder) selectEventsPartial(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
+	return r.selectEvents(ctx, originatorID, q)
+}
+
+// selectEvents reads an aggregate's events. A row that does not fit ends
+// them: the rows before it are returned with its error (ErrData). Any
+// other error comes alone.
+func (r *SQLRecorder) selectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
 	if q == nil {
 		q = &Query{}
 	}
@@ -196,10 +246,10 @@ func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, 
 		if err := rows.Scan(&version, &topic, &state); err != nil {
 			// A column that does not fit (NULL, not an integer): the row
 			// is bad, and reading it again will not help.
-			return nil, r.badEvent(originatorID, version, len(out), err)
+			return out, r.badEvent(originatorID, version, len(out), err)
 		}
 		if topic.null {
-			return nil, r.badEvent(originatorID, version, len(out), errors.New("NULL topic"))
+			return out, r.badEvent(originatorID, version, len(out), errors.New("NULL topic"))
 		}
 		if string(topic.b) != lastTopic {
 			lastTopic = string(topic.b)

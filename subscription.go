@@ -193,13 +193,9 @@ func follow(ctx context.Context, rec ApplicationRecorder, after int64, o Subscri
 		// This query covers whatever the pending hint was for; a hint that
 		// comes while it runs makes the next wait end at once.
 		h.clear()
-		ns, err := rec.SelectNotifications(ctx, last, o.PageSize, q)
-		if err != nil {
-			if parent.Err() != nil {
-				return stopped("subscription", parent)
-			}
-			return fmt.Errorf("eventsourcing: subscription after notification %d: %w", last, err)
-		}
+		// With a bad row in the page, ns holds the rows before it and err
+		// its error: those are delivered, then the error ends the follow.
+		ns, err := selectNotifications(ctx, rec, last, o.PageSize, q)
 		prev := last
 		for _, n := range ns {
 			if n.ID <= prev {
@@ -213,6 +209,12 @@ func follow(ctx context.Context, rec ApplicationRecorder, after int64, o Subscri
 				return nil
 			}
 			last = prev
+		}
+		if err != nil {
+			if parent.Err() != nil {
+				return stopped("subscription", parent)
+			}
+			return fmt.Errorf("eventsourcing: subscription after notification %d: %w", last, err)
 		}
 		if err := parent.Err(); err != nil {
 			return stopped("subscription", parent)
@@ -228,6 +230,25 @@ func follow(ctx context.Context, rec ApplicationRecorder, after int64, o Subscri
 		case <-timer.C:
 		}
 	}
+}
+
+// partialNotifications is a recorder that can return the notifications
+// before a stored row that does not fit together with that row's error
+// (ErrData), where SelectNotifications returns them without it and fails
+// the next page: [SQLRecorder] and [ReplicatedRecorder]. follow uses it to
+// deliver those notifications and then end with the error at once, rather
+// than at its next query (up to a poll interval later).
+type partialNotifications interface {
+	selectNotificationsPartial(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error)
+}
+
+// selectNotifications is rec's SelectNotifications, or its
+// selectNotificationsPartial if it has it.
+func selectNotifications(ctx context.Context, rec ApplicationRecorder, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	if p, ok := rec.(partialNotifications); ok {
+		return p.selectNotificationsPartial(ctx, start, limit, q)
+	}
+	return rec.SelectNotifications(ctx, start, limit, q)
 }
 
 // Subscribe iterates over the recorder's notifications with IDs above
@@ -246,6 +267,9 @@ func follow(ctx context.Context, rec ApplicationRecorder, after int64, o Subscri
 //
 // The sequence ends after yielding one error: the context's (wrapped, so
 // errors.Is(err, context.Canceled) holds) when ctx ends, or the recorder's.
+// A stored row that cannot be read (ErrData, naming its notification ID)
+// fails only itself: every notification before it is yielded first, and a
+// new Subscribe after its ID skips it on purpose.
 // The goroutine and connection it uses are released when it ends, however
 // it ends.
 func Subscribe(ctx context.Context, rec ApplicationRecorder, after int64, opts *SubscribeOptions) iter.Seq2[Notification, error] {
@@ -277,8 +301,9 @@ type Recorded[E Event] struct {
 // Subscribe is [Subscribe] on the store's recorder (which must be an
 // [ApplicationRecorder]: otherwise it yields one error matching
 // ErrProgramming), yielding events decoded by the store's mapper. A stored
-// event that cannot be decoded (an unknown topic, say) ends the sequence
-// with its error: nothing is skipped silently. Use SubscribeOptions.Topics
+// event that cannot be read or decoded (an unknown topic, say) ends the
+// sequence with its error, naming its notification ID, after every event
+// before it: nothing is skipped silently. Use SubscribeOptions.Topics
 // to follow only some topics.
 func (s *EventStore[E]) Subscribe(ctx context.Context, after int64, opts *SubscribeOptions) iter.Seq2[Recorded[E], error] {
 	return func(yield func(Recorded[E], error) bool) {
