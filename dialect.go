@@ -98,6 +98,34 @@ type Notifier interface {
 	NotifyStatement(events Table) string
 }
 
+// SchemaChecker is implemented by dialects that can tell with a read
+// whether an events (or snapshots) table exists with everything
+// CreateEventsTable makes for it. [SQLRecorder.CreateTables] then runs
+// CreateEventsTable's statements only when something is missing, so that
+// opening a store whose tables exist writes nothing and waits for no lock
+// (SQLite's write lock; on PostgreSQL the DDL lock of a process creating
+// tables, or a writer's append lock). Without it, CreateTables runs them
+// every time. Tracking tables are checked with TrackingKeyColumnsQuery.
+type SchemaChecker interface {
+	// EventsTableExistsQuery returns a query (with its arguments) whose one
+	// row and column is true when everything CreateEventsTable(t,
+	// notifications) makes exists.
+	EventsTableExistsQuery(t Table, notifications bool) (string, []any)
+}
+
+// OriginatorIDChecker is implemented by dialects whose existing tables may
+// hold originator IDs of another type than the dialect writes (Python 9.6's
+// ORIGINATOR_ID_TYPE=text makes a PostgreSQL originator_id column text).
+// The SQL recorder runs the query when it opens a table and refuses one of
+// another type with ErrProgramming, rather than failing later on a value.
+type OriginatorIDChecker interface {
+	// OriginatorIDTypeQuery returns a query (with its arguments) whose one
+	// row holds the type of the table's originator_id column if it is not
+	// the type the dialect writes, and "" otherwise (also when the table
+	// does not exist).
+	OriginatorIDTypeQuery(t Table) (string, []any)
+}
+
 // Table is a table name, optionally in a schema.
 type Table struct {
 	Schema string

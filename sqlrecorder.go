@@ -202,10 +202,8 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 			") ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id WHERE " +
 			r.qTracking + ".notification_id < " + d.Placeholder(3)
 	}
-	if !r.snapshots {
-		if err := r.checkTracking(ctx); err != nil {
-			return nil, err
-		}
+	if err := r.checkTables(ctx); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -219,41 +217,93 @@ func (r *SQLRecorder) TrackingTable() Table { return r.tracking }
 // DB returns the recorder's database.
 func (r *SQLRecorder) DB() *sql.DB { return r.db }
 
+// checkTables refuses existing tables the recorder cannot use: originator
+// IDs that are not UUIDs, or a tracking table of the other layout.
+func (r *SQLRecorder) checkTables(ctx context.Context) error {
+	if err := r.checkOriginatorIDs(ctx); err != nil {
+		return err
+	}
+	if r.snapshots {
+		return nil
+	}
+	return r.checkTracking(ctx)
+}
+
+// checkOriginatorIDs refuses an existing table whose originator_id column
+// is not of the type the dialect writes, as the dialect reports it (see
+// [OriginatorIDChecker]): Python 9.6's ORIGINATOR_ID_TYPE=text tables.
+func (r *SQLRecorder) checkOriginatorIDs(ctx context.Context) error {
+	oc, ok := r.d.(OriginatorIDChecker)
+	if !ok {
+		return nil
+	}
+	q, args := oc.OriginatorIDTypeQuery(r.events)
+	var typ string
+	if err := r.db.QueryRowContext(ctx, q, args...).Scan(&typ); err != nil {
+		return r.dbError(ctx, "check originator IDs", r.events, err)
+	}
+	if typ != "" {
+		return &DatabaseError{Kind: ErrProgramming, Op: "check originator IDs", Table: r.events.String(),
+			Err: fmt.Errorf("the originator_id column is %s, as Python eventsourcing 9.6 makes it with ORIGINATOR_ID_TYPE=text: this library's originator IDs are UUIDs", typ)}
+	}
+	return nil
+}
+
 // checkTracking refuses a tracking table whose layout is not the configured
 // one.
 func (r *SQLRecorder) checkTracking(ctx context.Context) error {
+	n, err := r.trackingKeyColumns(ctx)
+	if err != nil {
+		return err
+	}
+	return r.checkTrackingLayout(n)
+}
+
+// trackingKeyColumns returns the number of primary key columns of the
+// tracking table: 0 if it does not exist, 1 for single-row tracking, 2 for
+// multi-row.
+func (r *SQLRecorder) trackingKeyColumns(ctx context.Context) (int64, error) {
 	q, args := r.d.TrackingKeyColumnsQuery(r.tracking)
 	var n sql.NullInt64
 	err := r.db.QueryRowContext(ctx, q, args...).Scan(&n)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return r.dbError(ctx, "check tracking table", r.tracking, err)
+		return 0, r.dbError(ctx, "check tracking table", r.tracking, err)
 	}
+	return n.Int64, nil
+}
+
+// checkTrackingLayout refuses a tracking table with n primary key columns
+// if that is not the configured layout.
+func (r *SQLRecorder) checkTrackingLayout(n int64) error {
 	switch {
-	case n.Int64 == 0:
-		return nil
-	case n.Int64 == 1 && r.multiRow:
+	case n == 1 && r.multiRow:
 		return &DatabaseError{Kind: ErrProgramming, Op: "check tracking table", Table: r.tracking.String(),
 			Err: errors.New("the table has one row per application (single-row tracking), but multi-row tracking is configured (SINGLE_ROW_TRACKING)")}
-	case n.Int64 == 2 && !r.multiRow:
+	case n == 2 && !r.multiRow:
 		return &DatabaseError{Kind: ErrProgramming, Op: "check tracking table", Table: r.tracking.String(),
 			Err: errors.New("the table has one row per notification (Python eventsourcing before 9.5), but single-row tracking is configured: set SINGLE_ROW_TRACKING=false (SQLOptions.MultiRowTracking)")}
 	}
 	return nil
 }
 
-// CreateTables creates the recorder's tables if they do not exist, in one
-// transaction (on PostgreSQL under an advisory lock, so that processes
-// creating the same tables at once do not collide). A single-row tracking
-// table gets the row ("__migration__", 1) that the Python library (9.5)
-// writes when it creates one, so that Python treats the table as its own.
-// It is idempotent.
+// CreateTables creates what is missing of the recorder's tables, and is
+// idempotent. It reads first: when everything exists, it writes nothing and
+// waits for no lock, so that a process can start while others write (on
+// SQLite, with a short busy timeout). What is missing is created in one
+// transaction, on PostgreSQL under an advisory lock so that processes
+// creating the same tables at once do not collide.
+//
+// On PostgreSQL, "everything" includes the unique index of notification
+// IDs and Python 9.6's composite type stored_event_uuid in the tables'
+// schema, which a Python 9.6 writer needs to append. A single-row tracking
+// table gets the row ("__migration__", 1) that the Python library (9.5 and
+// later) writes when it creates one, so that Python treats the table as its
+// own. An existing tracking table of the other layout is refused with
+// ErrProgramming.
 func (r *SQLRecorder) CreateTables(ctx context.Context) error {
-	stmts := r.d.CreateEventsTable(r.events, !r.snapshots)
-	if !r.snapshots {
-		stmts = append(stmts, r.d.CreateTrackingTable(r.tracking, !r.multiRow)...)
-		if !r.multiRow {
-			stmts = append(stmts, "INSERT INTO "+r.qTracking+" (application_name, notification_id) VALUES ('"+MigrationTrackingName+"', 1) ON CONFLICT (application_name) DO NOTHING")
-		}
+	stmts, err := r.missingDDL(ctx)
+	if err != nil || len(stmts) == 0 {
+		return err
 	}
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -269,9 +319,55 @@ func (r *SQLRecorder) CreateTables(ctx context.Context) error {
 		return r.ddlError(ctx, err)
 	}
 	if !r.snapshots {
-		return r.checkTracking(ctx)
+		return r.checkTracking(ctx) // made meanwhile by another process?
 	}
 	return nil
+}
+
+// missingDDL returns the statements that create what is missing of the
+// recorder's tables, found with reads: the events (or snapshots) table
+// with what the dialect makes for it (all of it, every time, if the
+// dialect is no [SchemaChecker]), the tracking table, and the migration
+// row of a single-row tracking table.
+func (r *SQLRecorder) missingDDL(ctx context.Context) ([]string, error) {
+	var stmts []string
+	exists := false
+	if sc, ok := r.d.(SchemaChecker); ok {
+		q, args := sc.EventsTableExistsQuery(r.events, !r.snapshots)
+		if err := r.db.QueryRowContext(ctx, q, args...).Scan(&exists); err != nil {
+			return nil, r.dbError(ctx, "check tables", r.events, err)
+		}
+	}
+	if !exists {
+		stmts = r.d.CreateEventsTable(r.events, !r.snapshots)
+	}
+	if r.snapshots {
+		return stmts, nil
+	}
+	n, err := r.trackingKeyColumns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkTrackingLayout(n); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		stmts = append(stmts, r.d.CreateTrackingTable(r.tracking, !r.multiRow)...)
+	}
+	if r.multiRow {
+		return stmts, nil
+	}
+	var marks int64
+	if n != 0 {
+		q := "SELECT COUNT(*) FROM " + r.qTracking + " WHERE application_name = " + r.d.Placeholder(1)
+		if err := r.db.QueryRowContext(ctx, q, MigrationTrackingName).Scan(&marks); err != nil {
+			return nil, r.dbError(ctx, "check tracking table", r.tracking, err)
+		}
+	}
+	if marks == 0 {
+		stmts = append(stmts, "INSERT INTO "+r.qTracking+" (application_name, notification_id) VALUES ('"+MigrationTrackingName+"', 1) ON CONFLICT (application_name) DO NOTHING")
+	}
+	return stmts, nil
 }
 
 // ddlError classifies an error creating tables: a unique violation there

@@ -129,6 +129,8 @@ var (
 	_ es.BindLimiter         = Dialect{}
 	_ es.StatementBatcher    = Dialect{}
 	_ es.TransientClassifier = Dialect{}
+	_ es.SchemaChecker       = Dialect{}
+	_ es.OriginatorIDChecker = Dialect{}
 )
 
 // BatchStatements reports true: pgx runs statements without arguments with
@@ -183,48 +185,109 @@ func (Dialect) UUIDArg(id uuid.UUID) any { return id.String() }
 // NotificationIDColumn returns "notification_id".
 func (Dialect) NotificationIDColumn() string { return "notification_id" }
 
-// CreateEventsTable returns the Python library's DDL (and the schema, if
-// the table has one).
-func (d Dialect) CreateEventsTable(t es.Table, notifications bool) []string {
+// storageOptions are the table storage options of Python 9.6, on all
+// three tables: autovacuum on, vacuuming for dead rows rarely (the tables
+// are appended to), analysing often (the planner sees the tables grow).
+// Python 9.3 turned autovacuum off, which also stops the analyses and the
+// vacuums after inserts that keep index-only scans cheap.
+const storageOptions = " WITH (autovacuum_enabled=true, autovacuum_vacuum_threshold=100000000," +
+	" autovacuum_vacuum_scale_factor=0.5, autovacuum_analyze_threshold=1000, autovacuum_analyze_scale_factor=0.01)"
+
+// storedEventType is the composite type Python 9.6 inserts events through
+// (INSERT ... SELECT * FROM unnest($1::<schema>.stored_event_uuid[])), in
+// the schema of the tables, with its columns.
+const (
+	storedEventType        = "stored_event_uuid"
+	storedEventTypeColumns = "originator_id uuid, originator_version bigint, topic text, state bytea"
+)
+
+// sanitized returns a table's name quoted for a regclass or regtype text.
+func sanitized(t es.Table) string {
+	if t.Schema == "" {
+		return pgx.Identifier{t.Name}.Sanitize()
+	}
+	return pgx.Identifier{t.Schema, t.Name}.Sanitize()
+}
+
+// createSchema returns the statements that begin every CREATE: the DDL
+// lock, and the schema if the table has one.
+func (d Dialect) createSchema(t es.Table) []string {
 	stmts := []string{ddlLock}
 	if t.Schema != "" {
 		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+d.QuoteIdentifier(t.Schema))
 	}
+	return stmts
+}
+
+// createType returns the statement that creates the composite type of
+// Python 9.6 in the table's schema unless it exists. PostgreSQL has no
+// CREATE TYPE IF NOT EXISTS, and a Python process (which does not take the
+// DDL lock) may be creating the type at the same time: its commit makes
+// ours fail with duplicate_object, or unique_violation if we waited for it.
+// Both mean the type is there.
+func (d Dialect) createType(t es.Table) string {
+	name := es.Table{Schema: t.Schema, Name: storedEventType}.Quote(d)
+	return "DO $$ BEGIN CREATE TYPE " + name + " AS (" + storedEventTypeColumns + ");" +
+		" EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+}
+
+// CreateEventsTable returns the Python library's (9.6) DDL: the table, with
+// Python 9.6's storage options, the unique index of notification IDs for
+// an events table, and the composite type stored_event_uuid that a Python
+// 9.6 writer needs in the table's schema (and the schema, if the table has
+// one). It does not create Python's function es_insert_events_uuid: its
+// body takes no table lock, so writers using it can make readers skip.
+func (d Dialect) CreateEventsTable(t es.Table, notifications bool) []string {
+	stmts := d.createSchema(t)
 	if !notifications {
 		return append(stmts, "CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
 			" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea,"+
-			" PRIMARY KEY (originator_id, originator_version)) WITH (autovacuum_enabled=false)")
+			" PRIMARY KEY (originator_id, originator_version))"+storageOptions,
+			d.createType(t))
 	}
 	return append(stmts,
 		"CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
 			" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea,"+
-			" notification_id bigserial, PRIMARY KEY (originator_id, originator_version)) WITH (autovacuum_enabled=false)",
+			" notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"+storageOptions,
 		"CREATE UNIQUE INDEX IF NOT EXISTS "+d.QuoteIdentifier(t.Name+"_notification_id_idx")+" ON "+t.Quote(d)+" (notification_id ASC)",
+		d.createType(t),
 	)
 }
 
-// CreateTrackingTable returns the Python library's DDL: primary key
-// application_name (single row) or (application_name, notification_id).
+// EventsTableExistsQuery checks the table, its notification ID index (of
+// an events table) and the composite type in its schema, by name.
+func (Dialect) EventsTableExistsQuery(t es.Table, notifications bool) (string, []any) {
+	typ := sanitized(es.Table{Schema: t.Schema, Name: storedEventType})
+	if !notifications {
+		return "SELECT to_regclass($1) IS NOT NULL AND to_regtype($2) IS NOT NULL", []any{sanitized(t), typ}
+	}
+	index := sanitized(es.Table{Schema: t.Schema, Name: t.Name + "_notification_id_idx"})
+	return "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regtype($3) IS NOT NULL",
+		[]any{sanitized(t), index, typ}
+}
+
+// OriginatorIDTypeQuery returns the type of the table's originator_id
+// column unless it is uuid.
+func (Dialect) OriginatorIDTypeQuery(t es.Table) (string, []any) {
+	return "SELECT COALESCE((SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a" +
+		" WHERE a.attrelid = to_regclass($1) AND a.attname = 'originator_id' AND NOT a.attisdropped" +
+		" AND a.atttypid <> 'uuid'::regtype), '')", []any{sanitized(t)}
+}
+
+// CreateTrackingTable returns the Python library's (9.6) DDL: primary key
+// application_name with a nullable notification_id (single row), or
+// (application_name, notification_id); with Python 9.6's storage options.
 func (d Dialect) CreateTrackingTable(t es.Table, singleRow bool) []string {
-	key := "application_name, notification_id"
+	cols := "application_name text NOT NULL, notification_id bigint NOT NULL, PRIMARY KEY (application_name, notification_id)"
 	if singleRow {
-		key = "application_name"
+		cols = "application_name text NOT NULL, notification_id bigint, PRIMARY KEY (application_name)"
 	}
-	stmts := []string{ddlLock}
-	if t.Schema != "" {
-		stmts = append(stmts, "CREATE SCHEMA IF NOT EXISTS "+d.QuoteIdentifier(t.Schema))
-	}
-	return append(stmts, "CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
-		" (application_name text NOT NULL, notification_id bigint NOT NULL, PRIMARY KEY ("+key+"))")
+	return append(d.createSchema(t), "CREATE TABLE IF NOT EXISTS "+t.Quote(d)+" ("+cols+")"+storageOptions)
 }
 
 // TrackingKeyColumnsQuery counts the table's primary key columns.
 func (Dialect) TrackingKeyColumnsQuery(t es.Table) (string, []any) {
-	name := pgx.Identifier{t.Name}.Sanitize()
-	if t.Schema != "" {
-		name = pgx.Identifier{t.Schema, t.Name}.Sanitize()
-	}
-	return "SELECT COALESCE((SELECT array_length(i.indkey::int2[], 1) FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisprimary), 0)", []any{name}
+	return "SELECT COALESCE((SELECT array_length(i.indkey::int2[], 1) FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisprimary), 0)", []any{sanitized(t)}
 }
 
 // LockForAppend returns SET LOCAL lock_timeout and LOCK TABLE ... IN

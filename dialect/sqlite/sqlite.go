@@ -125,6 +125,7 @@ var (
 	_ es.BindLimiter         = Dialect{}
 	_ es.ConsecutiveIDs      = Dialect{}
 	_ es.TransientClassifier = Dialect{}
+	_ es.SchemaChecker       = Dialect{}
 )
 
 // ConsecutiveIDs reports true: with the write lock held, the rowids of one
@@ -207,7 +208,25 @@ func (d Dialect) CreateTrackingTable(t es.Table, singleRow bool) []string {
 
 // TrackingKeyColumnsQuery counts the table's primary key columns.
 func (Dialect) TrackingKeyColumnsQuery(t es.Table) (string, []any) {
-	return "SELECT COUNT(*) FROM pragma_table_info(?) WHERE pk > 0", []any{t.Name}
+	q, args := tableInfo(t)
+	return "SELECT COUNT(*) FROM " + q + " WHERE pk > 0", args
+}
+
+// EventsTableExistsQuery checks that the table exists (CreateEventsTable
+// makes nothing else).
+func (Dialect) EventsTableExistsQuery(t es.Table, _ bool) (string, []any) {
+	q, args := tableInfo(t)
+	return "SELECT COUNT(*) > 0 FROM " + q, args
+}
+
+// tableInfo returns the table-valued pragma that lists a table's columns
+// (none if the table does not exist), in its schema if it has one (an
+// attached database).
+func tableInfo(t es.Table) (string, []any) {
+	if t.Schema != "" {
+		return "pragma_table_info(?, ?)", []any{t.Name, t.Schema}
+	}
+	return "pragma_table_info(?)", []any{t.Name}
 }
 
 // LockForAppend returns nothing: transactions begin IMMEDIATE.
