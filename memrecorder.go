@@ -74,10 +74,10 @@ func (r *MemoryRecorder) at(id int64) *Notification {
 func (r *MemoryRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	o := r.obs()
 	if o == nil {
-		return r.insertEvents(ctx, events, tracking)
+		return r.insertChecked(ctx, events, tracking)
 	}
 	ctx, end := Observe(ctx, o, Op{Kind: OpGroupCommit, Table: "events", Calls: 1, Events: len(events)})
-	ids, err := r.insertEvents(ctx, events, tracking)
+	ids, err := r.insertChecked(ctx, events, tracking)
 	res := OpResult{Err: err}
 	if err == nil {
 		res.Calls, res.Rows = 1, len(ids)
@@ -87,6 +87,14 @@ func (r *MemoryRecorder) InsertEvents(ctx context.Context, events []StoredEvent,
 	}
 	end(res)
 	return ids, err
+}
+
+func (r *MemoryRecorder) insertChecked(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
+	ids, err := r.insertEvents(ctx, events, tracking)
+	if err != nil {
+		return nil, err
+	}
+	return checkIDs("events", ids, len(events))
 }
 
 func (r *MemoryRecorder) insertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {

@@ -1,6 +1,7 @@
 package eventsourcing
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -28,56 +29,112 @@ const commitCheckTimeout = 10 * time.Second
 // during COMMIT, which says what is known of its outcome.
 var errCommitLost = errors.New("connection lost during COMMIT")
 
-// commitOutcome finds out whether the transaction that inserted calls
-// (whose COMMIT lost its connection) committed, or returns why it could
-// not. A call alone bounds the check with its own context too (its caller
-// may leave, with the outcome unknown); a group's calls, claimed, wait for
-// it up to the timeout.
-func (r *SQLRecorder) commitOutcome(calls []*groupCall) (committed bool, err error) {
-	var probe *groupCall
-	for _, c := range calls {
-		if c.err == nil && len(c.ids) > 0 && len(c.events) > 0 {
-			probe = c
-			break
-		}
-	}
+// commitOutcome finds out whether the transaction that wrote probe's rows
+// (under probeIDs, if the table assigns notification IDs), whose COMMIT
+// failed with an error that leaves the outcome open, committed; or returns
+// why it cannot tell. locked says the transaction held the append lock.
+//
+// It first waits, on another connection and with a bound of its own
+// (commitCheckTimeout, not the recorder's LockTimeout), for the lost
+// transaction to end: under the append lock (a single-writer database's
+// write lock, or the lock statements run with their own timeout), or, for
+// a single-row tracking record alone, by upserting its row, which waits
+// for any transaction writing it. Then the probe's first row is either
+// there as it was written (committed) or not (rolled back: the IDs of a
+// rolled-back transaction are never those of other rows with the same
+// content). parent bounds the check too (the caller of a transaction of
+// one call may leave, with the outcome unknown).
+func (r *SQLRecorder) commitOutcome(parent context.Context, probe *groupCall, probeIDs []int64, locked bool) (committed bool, err error) {
+	trackingOnly := probe != nil && len(probe.events) == 0 && probe.tracking != nil
 	switch {
 	case probe == nil:
-		return false, errors.New("the transaction has no notification IDs to look for (tracking records or snapshots alone)")
-	case len(r.lockSQL) == 0:
-		return false, errors.New("the dialect has no append lock to wait for the transaction's end with")
-	}
-	parent := context.Background()
-	if len(calls) == 1 {
-		parent = calls[0].ctx
+		return false, errors.New("the transaction wrote nothing to look for")
+	case r.writeMu == nil && !locked && !(trackingOnly && !r.multiRow):
+		return false, errors.New("the transaction held no lock to wait for its end with")
 	}
 	ctx, cancel := context.WithTimeout(parent, commitCheckTimeout)
 	defer cancel()
-	tx, err := r.db.BeginTx(ctx, nil)
+	tx, err := r.beginCheck(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer tx.Rollback()
-	// The lock statements (with a NOTIFY, on a dialect that sends it with
-	// them: this transaction rolls back, so none is sent).
-	for _, s := range r.lockSQL {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return false, err
+	if locked {
+		for _, s := range r.checkLockSQL {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return false, err
+			}
 		}
 	}
+	if trackingOnly {
+		return r.trackingCommitted(ctx, tx, *probe.tracking)
+	}
 	e := probe.events[0]
+	var row *sql.Row
+	if len(probeIDs) > 0 {
+		row = tx.QueryRowContext(ctx, "SELECT originator_version, topic, state FROM "+r.qEvents+" WHERE "+r.nid+" = "+r.d.Placeholder(1)+
+			" AND originator_id = "+r.d.Placeholder(2), probeIDs[0], r.d.UUIDArg(e.OriginatorID))
+	} else {
+		row = tx.QueryRowContext(ctx, "SELECT originator_version, topic, state FROM "+r.qEvents+" WHERE originator_id = "+r.d.Placeholder(1)+
+			" AND originator_version = "+r.d.Placeholder(2), r.d.UUIDArg(e.OriginatorID), e.OriginatorVersion)
+	}
 	var v int64
-	err = tx.QueryRowContext(ctx, "SELECT originator_version FROM "+r.qEvents+" WHERE "+r.nid+" = "+r.d.Placeholder(1)+
-		" AND originator_id = "+r.d.Placeholder(2), probe.ids[0], r.d.UUIDArg(e.OriginatorID)).Scan(&v)
-	switch {
+	var topic sql.NullString
+	var state []byte
+	switch err := row.Scan(&v, &topic, &state); {
 	case errors.Is(err, sql.ErrNoRows):
 		return false, nil
 	case err != nil:
 		return false, err
-	case v != e.OriginatorVersion:
-		return false, fmt.Errorf("notification %d is version %d of %s, not %d", probe.ids[0], v, e.OriginatorID, e.OriginatorVersion)
+	case v != e.OriginatorVersion || topic.String != e.Topic || !bytes.Equal(state, e.State):
+		return false, fmt.Errorf("the row found for version %d of %s is not the one written", e.OriginatorVersion, e.OriginatorID)
 	}
 	return true, nil
+}
+
+// beginCheck begins the check's transaction. On a single-writer database
+// it takes the write lock (BEGIN IMMEDIATE), waiting for it in the busy
+// handler up to the connection's busy timeout, which may be short: it is
+// tried again until ctx ends.
+func (r *SQLRecorder) beginCheck(ctx context.Context) (*sql.Tx, error) {
+	for {
+		tx, err := r.db.BeginTx(ctx, nil)
+		if err == nil || r.writeMu == nil || r.d.Classify(err) != ErrLockTimeout {
+			return tx, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waiting for the write lock: %v)", context.Cause(ctx), err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// trackingCommitted reports whether tracking record t is recorded.
+// Single-row: the upsert of its row waits for any transaction writing it,
+// and returns the row's notification ID (the rollback undoes it).
+func (r *SQLRecorder) trackingCommitted(ctx context.Context, tx *sql.Tx, t Tracking) (bool, error) {
+	if r.multiRow {
+		var one int
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM "+r.qTracking+" WHERE application_name = "+r.d.Placeholder(1)+
+			" AND notification_id = "+r.d.Placeholder(2), t.ApplicationName, t.NotificationID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	var n sql.NullInt64
+	err := tx.QueryRowContext(ctx, "INSERT INTO "+r.qTracking+" (application_name, notification_id) VALUES ("+r.d.Placeholder(1)+", 0)"+
+		" ON CONFLICT (application_name) DO UPDATE SET application_name = EXCLUDED.application_name RETURNING notification_id", t.ApplicationName).Scan(&n)
+	switch {
+	case err != nil:
+		return false, err
+	case n.Int64 == t.NotificationID:
+		return true, nil
+	case n.Int64 < t.NotificationID:
+		return false, nil
+	}
+	return false, fmt.Errorf("the tracking record of %q is at %d, past %d: another transaction moved it", t.ApplicationName, n.Int64, t.NotificationID)
 }
 
 // commitLost is the error of a transaction whose COMMIT lost its

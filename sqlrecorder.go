@@ -81,20 +81,21 @@ type SQLRecorder struct {
 	lastInsertID bool
 	group        *groupCommitter
 
-	qEvents     string // quoted table names
-	qTracking   string
-	nid         string
-	insertSQL   sync.Map     // rows -> string
-	selectSQL   sync.Map     // query shape -> string
-	lockSQL     []string     // begin each insert transaction with events
-	notifySQL   string       // wakes other sessions' subscribers, if not ""
-	notifyLock  bool         // notifySQL is sent with lockSQL
-	commits     commitSignal // broadcast after each commit of events or tracking
-	stmts       stmtCache
-	observer    Observer
-	maxNotifSQL string
-	maxTrackSQL string
-	trackSQL    string
+	qEvents      string // quoted table names
+	qTracking    string
+	nid          string
+	insertSQL    sync.Map     // rows -> string
+	selectSQL    sync.Map     // query shape -> string
+	lockSQL      []string     // begin each insert transaction with events
+	checkLockSQL []string     // the lock statements of a lost COMMIT's check, with its own timeout
+	notifySQL    string       // wakes other sessions' subscribers, if not ""
+	notifyLock   bool         // notifySQL is sent with lockSQL
+	commits      commitSignal // broadcast after each commit of events or tracking
+	stmts        stmtCache
+	observer     Observer
+	maxNotifSQL  string
+	maxTrackSQL  string
+	trackSQL     string
 }
 
 var _ ProcessRecorder = (*SQLRecorder)(nil)
@@ -170,14 +171,13 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	if o.MaxGroupSize == 0 {
 		o.MaxGroupSize = 100
 	}
-	if o.MaxGroupSize > 1 {
-		r.group = &groupCommitter{maxSize: o.MaxGroupSize, maxDelay: o.MaxGroupDelay}
-	}
+	r.group = &groupCommitter{tx: r, maxSize: o.MaxGroupSize, maxDelay: o.MaxGroupDelay}
 	if n, ok := d.(Notifier); ok && !r.snapshots && !o.NoNotify {
 		r.notifySQL = n.NotifyStatement(r.events)
 	}
 	r.observer = o.Observer
 	r.lockSQL = d.LockForAppend(r.events, r.lockTO)
+	r.checkLockSQL = d.LockForAppend(r.events, commitCheckTimeout)
 	if b, ok := d.(StatementBatcher); ok && b.BatchStatements() && len(r.lockSQL) > 0 {
 		// One round trip for the lock statements and the NOTIFY. NOTIFY
 		// takes effect at COMMIT wherever it is sent in the transaction
