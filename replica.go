@@ -36,7 +36,8 @@ type ReplicaOptions struct {
 	// still serve reads; a standby further behind is skipped until a later
 	// check finds it caught up. It is also the longest a read waits for a
 	// standby to replay the position it asks for before it reads from the
-	// primary instead. Zero means DefaultMaxReplicaLag
+	// primary instead, and the longest a write with read-your-writes waits
+	// for the primary's position after it. Zero means DefaultMaxReplicaLag
 	// (POSTGRES_MAX_REPLICA_LAG).
 	MaxLag time.Duration
 	// CheckInterval is how often each standby is checked: is it up, is it a
@@ -84,7 +85,7 @@ type ReplicatedRecorder struct {
 	set       *standbySet
 	recs      []lazyRecorder[*SQLRecorder]
 	ryw       bool
-	pos       atomic.Uint64 // highest write position, if ryw
+	writes    writePosition // after the recorder's writes, if ryw
 	primReads atomic.Int64
 	hubs      [2]wakeHub // without and with LISTEN
 }
@@ -244,7 +245,10 @@ func (r *ReplicatedRecorder) read(ctx context.Context, read func(*SQLRecorder) e
 
 // InsertEvents records events (and the tracking record) on the primary.
 // With ReadYourWrites (the option, or a context from [ReadYourWrites]), it
-// then reads the primary's position for the reads that follow.
+// then reads the primary's position for the reads that follow, for at most
+// MaxLag and within ctx: if it cannot, the write is still committed (the IDs
+// and no error are returned), and the reads that must see it go to the
+// primary until a later write's position covers it.
 func (r *ReplicatedRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	ids, err := r.primary.InsertEvents(ctx, events, tracking)
 	if err == nil {

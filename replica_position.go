@@ -44,8 +44,50 @@ const unknownLSN = LSN(math.MaxUint64)
 type (
 	readAfterKey struct{}
 	sessionKey   struct{}
-	session      struct{ pos atomic.Uint64 }
+	session      struct{ writes writePosition }
 )
+
+// writePosition is the position that reads must see to see the writes made
+// before them, of one context session or of a whole recorder
+// (ReplicaOptions.ReadYourWrites): the highest position read after a
+// write, or unknownLSN while the position after some write could not be
+// read and no position read since covers it.
+//
+// A position read after a write covers every write committed before the
+// lookup started. Each lookup takes a ticket before it asks, after its
+// write committed: a lookup with a later ticket than one that failed
+// started after that failed write had committed, and so its position
+// covers it too, and ends the unknown state.
+type writePosition struct {
+	pos     atomic.Uint64 // the highest position read
+	tickets atomic.Uint64 // the last ticket taken
+	failed  atomic.Uint64 // the ticket of the latest failed lookup not yet covered; 0: none
+}
+
+// ticket is taken by a lookup after its write committed, before it asks.
+func (w *writePosition) ticket() uint64 { return w.tickets.Add(1) }
+
+// known records the position read by the lookup with ticket t.
+func (w *writePosition) known(t uint64, p LSN) {
+	raise(&w.pos, p) // before the unknown state ends
+	for {
+		f := w.failed.Load()
+		if f == 0 || f > t || w.failed.CompareAndSwap(f, 0) {
+			return
+		}
+	}
+}
+
+// unknown records that the lookup with ticket t failed.
+func (w *writePosition) unknown(t uint64) { raise(&w.failed, LSN(t)) }
+
+// need returns the position reads must see.
+func (w *writePosition) need() LSN {
+	if w.failed.Load() != 0 {
+		return unknownLSN
+	}
+	return LSN(w.pos.Load())
+}
 
 // ReadAfter returns a context whose reads through a [ReplicatedRecorder]
 // see at least everything committed at or before pos (a position from
@@ -87,8 +129,8 @@ func raise(a *atomic.Uint64, l LSN) {
 
 // Position returns the primary's current WAL position: a token for
 // [ReadAfter] that covers every write acknowledged before the call (with
-// PostgreSQL's default synchronous_commit=on; with it off, a commit may
-// not be flushed yet and a read may not see it).
+// synchronous_commit off too: it is the insert position, past commits not
+// yet flushed, which a standby replays once they are).
 func (r *ReplicatedRecorder) Position(ctx context.Context) (LSN, error) {
 	p, err := r.set.position(ctx)
 	if err != nil {
@@ -126,31 +168,44 @@ func (r *ReplicatedRecorder) required(ctx context.Context) LSN {
 		need = p
 	}
 	if s, ok := ctx.Value(sessionKey{}).(*session); ok {
-		need = max(need, LSN(s.pos.Load()))
+		need = max(need, s.writes.need())
 	}
 	if r.ryw {
-		need = max(need, LSN(r.pos.Load()))
+		need = max(need, r.writes.need())
 	}
 	return need
 }
 
-// wrote keeps the primary's position after a write for the reads that
-// must see it (ReadYourWrites), if any.
+// wrote keeps the primary's position after a committed write for the
+// reads that must see it (ReadYourWrites), if any. The lookup is bounded by
+// ctx and by MaxLag: the write is committed whatever happens now, so a
+// position that cannot be read in time is no error, and sends the reads
+// that must see the write to the primary until a later lookup covers it.
 func (r *ReplicatedRecorder) wrote(ctx context.Context) {
 	s, _ := ctx.Value(sessionKey{}).(*session)
 	if s == nil && !r.ryw {
 		return
 	}
-	// The write is committed whatever happens now: a position that cannot
-	// be read sends the reads that must see it to the primary.
-	p, err := r.set.position(context.WithoutCancel(ctx))
-	if err != nil {
-		p = unknownLSN
-	}
+	var ts, tr uint64
 	if s != nil {
-		raise(&s.pos, p)
+		ts = s.writes.ticket()
 	}
 	if r.ryw {
-		raise(&r.pos, p)
+		tr = r.writes.ticket()
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.set.o.MaxLag)
+	defer cancel()
+	p, err := r.set.position(ctx)
+	switch {
+	case s != nil && err == nil:
+		s.writes.known(ts, p)
+	case s != nil:
+		s.writes.unknown(ts)
+	}
+	switch {
+	case r.ryw && err == nil:
+		r.writes.known(tr, p)
+	case r.ryw:
+		r.writes.unknown(tr)
 	}
 }

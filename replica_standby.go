@@ -20,8 +20,11 @@ import (
 // [ReplicatedRecorder] reads from.
 type Replication interface {
 	// PositionQuery returns a query whose one row holds the primary's
-	// current WAL position as an integer, at or past every commit
-	// acknowledged before it ran. It must fail on a standby.
+	// current WAL position as an integer, at or past the end of every
+	// commit acknowledged before it ran, also one not yet flushed (as with
+	// PostgreSQL's synchronous_commit off), and reached by ReplicaQuery's
+	// replayed position once a standby has replayed those commits. It must
+	// fail on a standby.
 	PositionQuery() string
 	// ReplicaQuery returns a query whose one row holds: whether the
 	// database is a standby (in recovery), the WAL position it has
@@ -73,8 +76,8 @@ type StandbyStatus struct {
 	// Behind is how many bytes of WAL the standby had yet to replay when
 	// the check read the primary's position.
 	Behind int64
-	// Replayed is the highest position the standby was seen to have
-	// replayed.
+	// Replayed is the position the standby had replayed when it was last
+	// asked.
 	Replayed LSN
 	// Err says why the standby is not usable when it is down or not a
 	// standby; nil otherwise.
@@ -107,15 +110,13 @@ type standby struct {
 	st StandbyStatus
 }
 
-// advance records a replayed position seen on the standby.
-func (s *standby) advance(l LSN) {
-	for {
-		old := s.replayed.Load()
-		if uint64(l) <= old || s.replayed.CompareAndSwap(old, uint64(l)) {
-			return
-		}
-	}
-}
+// saw records the replayed position last read from the standby. It is
+// what the standby has now, not the most it ever had: one that restarted
+// (from its last restart point) or was rebuilt behind its old position is
+// trusted only for what it has replayed since, and any position read is
+// at most what the standby has (a read that raced a newer one only makes a
+// read wait for a poll).
+func (s *standby) saw(l LSN) { s.replayed.Store(uint64(l)) }
 
 func (s *standby) status() StandbyStatus {
 	s.mu.Lock()
@@ -317,7 +318,7 @@ func (s *standbySet) check(ctx context.Context, sb *standby) {
 		st.Err = fmt.Errorf("%w: %s is not a standby (pg_is_in_recovery() is false: the primary itself, another primary, or a promoted standby whose log is no longer the primary's): it must not serve reads for this primary", ErrProgramming, sb.name)
 		return
 	}
-	sb.advance(replayed)
+	sb.saw(replayed)
 	t0 := time.Now()
 	p, err := s.position(ctx)
 	if err != nil {
@@ -402,7 +403,7 @@ func (s *standbySet) startPoller(sb *standby, db *sql.DB) {
 				sleep = 10 * time.Millisecond
 			} else {
 				sb.pollErr.Store(nil)
-				sb.advance(r)
+				sb.saw(r)
 			}
 			sb.polls.broadcast()
 			sb.pollMu.Lock()

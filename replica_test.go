@@ -745,3 +745,44 @@ func TestReplicaObserver(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReplicaReadYourWritesAsyncCommit: with synchronous_commit off on the
+// primary, a commit is acknowledged before its WAL is written out; the
+// position a ReadYourWrites context keeps after it still covers it, so a
+// read on the standby never misses the write.
+func TestReplicaReadYourWritesAsyncCommit(t *testing.T) {
+	standbyDB := pgtest.ReplicaDB(t)
+	db, err := postgres.Open(context.Background(), withParams(pgtest.DSN(t), "synchronous_commit=off"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() }) // after the schema's cleanup
+	primary := newSQLRecorder(t, db, postgres.Dialect{}, pgtest.Schema(t, db), es.SQLOptions{AppName: "Async"})
+	rr := newReplicated(t, primary, standbyDB, nil)
+	waitUsable(t, rr, true, 5*time.Second)
+	store := upStore(t, rr)
+	const pairs = 200
+	misses, s0 := 0, rr.Standbys()[0].Reads
+	for i := range pairs {
+		ctx := es.ReadYourWrites(context.Background())
+		id := uuid.New()
+		if _, err := store.Put(ctx, &upEvent{DomainEvent: es.NewDomainEvent(id, 1), N: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.Get(ctx, id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			misses++
+		}
+	}
+	standby := rr.Standbys()[0].Reads - s0
+	t.Logf("%d Put-then-Get pairs with synchronous_commit off: %d misses; %d reads from the standby", pairs, misses, standby)
+	if misses != 0 {
+		t.Errorf("%d of %d reads missed their own write", misses, pairs)
+	}
+	if standby == 0 {
+		t.Error("no read went to the standby")
+	}
+}
