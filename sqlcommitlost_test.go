@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	es "github.com/seed06b138f8/eventsourcing"
@@ -30,6 +31,7 @@ const (
 	rollbackThenLose                    // the COMMIT never reaches the server
 	loseThenCommitLater                 // the COMMIT is still on its way: it lands 300 ms later
 	loseThenCommitMuchLater             // the same, 3 s later
+	commitThenServerError               // the server commits, then the client gets an error the server sent (FATAL 57P01), not a broken socket
 )
 
 // faultyConnector wraps pgx's connector so that, while fault is set, a
@@ -39,6 +41,9 @@ const (
 type faultyConnector struct {
 	driver.Connector
 	fault atomic.Int32
+	// slowInsertInto, if set, names a table: the next INSERT into it
+	// waits 300 ms before it is sent.
+	slowInsertInto atomic.Pointer[string]
 }
 
 func (c *faultyConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -66,6 +71,10 @@ func (fc *faultyConn) BeginTx(ctx context.Context, opts driver.TxOptions) (drive
 }
 
 func (fc *faultyConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	if slow := fc.c.slowInsertInto.Load(); slow != nil && strings.HasPrefix(q, "INSERT INTO") && strings.Contains(q, *slow) &&
+		fc.c.slowInsertInto.CompareAndSwap(slow, nil) {
+		time.Sleep(300 * time.Millisecond)
+	}
 	return fc.Conn.(driver.ExecerContext).ExecContext(ctx, q, args)
 }
 
@@ -113,6 +122,11 @@ func (tx *faultyTx) Commit() error {
 	case rollbackThenLose:
 		tx.Tx.Rollback()
 		return errLostInTest
+	case commitThenServerError:
+		if err := tx.Tx.Commit(); err != nil {
+			return err
+		}
+		return &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command (test)"}
 	case loseThenCommitLater, loseThenCommitMuchLater:
 		delay := 300 * time.Millisecond
 		if commitFault(tx.fc.c.fault.Load()) == loseThenCommitMuchLater {
@@ -244,5 +258,120 @@ func TestPostgresConnectionLostDuringCommitHonoursContext(t *testing.T) {
 		t.Skipf("the deadline ended the call before its COMMIT (a loaded machine): %v", err)
 	default:
 		t.Errorf("InsertEvents: %v; want a retryable error saying the outcome could not be checked", err)
+	}
+}
+
+// TestPostgresCommitErrorsAreChecked: a COMMIT whose outcome is open is
+// checked, whatever its error looks like and whatever was written:
+//   - an error sent by the server (a terminated backend's FATAL 57P01, as
+//     pgx returns a *pgconn.PgError) after the server committed is not a
+//     "nothing written" error: the check finds the events;
+//   - with a short LockTimeout, the check still waits for the lock that a
+//     COMMIT on its way holds (its own bound, not LockTimeout);
+//   - a transaction of tracking records alone (single- and multi-row) is
+//     checked by its tracking record, not reported unknown.
+func TestPostgresCommitErrorsAreChecked(t *testing.T) {
+	fc, db, schema := faultyPostgres(t)
+	ctx := context.Background()
+	newRec := func(t *testing.T, opts es.SQLOptions) *es.SQLRecorder {
+		opts.Table, opts.TrackingTable = pgtestName("ev"), pgtestName("tr")
+		return newSQLRecorder(t, db, postgres.Dialect{}, schema, opts)
+	}
+	fault := func(t *testing.T, f commitFault) {
+		fc.fault.Store(int32(f))
+		t.Cleanup(func() { fc.fault.Store(int32(noFault)) })
+	}
+	events := func(id uuid.UUID) []es.StoredEvent {
+		return []es.StoredEvent{{OriginatorID: id, OriginatorVersion: 1, Topic: "t", State: []byte("x")}}
+	}
+	for _, c := range []struct {
+		name  string
+		opts  es.SQLOptions
+		fault commitFault
+	}{
+		{"ServerErrorAfterCommit", es.SQLOptions{}, commitThenServerError},
+		{"ServerErrorAfterCommit/NoGroup", es.SQLOptions{MaxGroupSize: 1}, commitThenServerError},
+		{"ShortLockTimeout", es.SQLOptions{LockTimeout: 5 * time.Millisecond}, loseThenCommitLater},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRec(t, c.opts)
+			fault(t, c.fault)
+			id := uuid.New()
+			got, err := r.InsertEvents(ctx, events(id), nil)
+			fc.fault.Store(int32(noFault))
+			evs, serr := r.SelectEvents(ctx, id, nil)
+			if serr != nil {
+				t.Fatal(serr)
+			}
+			if err != nil || len(got) != 1 || len(evs) != 1 {
+				t.Errorf("InsertEvents: IDs %v, %v, %d events stored; want success: the transaction committed", got, err, len(evs))
+			}
+		})
+	}
+	for _, multi := range []bool{false, true} {
+		for _, f := range []commitFault{commitThenLose, rollbackThenLose} {
+			t.Run(fmt.Sprintf("TrackingOnly/MultiRow=%v/%v", multi, f == commitThenLose), func(t *testing.T) {
+				r := newRec(t, es.SQLOptions{MultiRowTracking: multi})
+				if _, err := r.InsertEvents(ctx, nil, &es.Tracking{ApplicationName: "up", NotificationID: 3}); err != nil {
+					t.Fatal(err)
+				}
+				fault(t, f)
+				_, err := r.InsertEvents(ctx, nil, &es.Tracking{ApplicationName: "up", NotificationID: 5})
+				fc.fault.Store(int32(noFault))
+				max, merr := r.MaxTrackingID(ctx, "up")
+				if merr != nil {
+					t.Fatal(merr)
+				}
+				if f == commitThenLose {
+					if err != nil || max != 5 {
+						t.Errorf("tracking record committed, reply lost: %v, tracked up to %d; want success, 5", err, max)
+					}
+					return
+				}
+				if err == nil || errors.Is(err, es.ErrOutcomeUnknown) || !strings.Contains(err.Error(), "nothing of it was written") || max != 3 {
+					t.Errorf("tracking record rolled back, reply lost: %v, tracked up to %d; want an error saying nothing was written, 3", err, max)
+				}
+			})
+		}
+	}
+}
+
+// TestPostgresMultiRowTrackingSerialised: two writers of one application
+// name's multi-row tracking records, each a batch (First..NotificationID)
+// overlapping the other's, with tracking records alone: the first is slow
+// between its check of First and its INSERT. Exactly one commits; the
+// other is ErrIntegrity. (Under READ COMMITTED with no lock, both
+// committed.)
+func TestPostgresMultiRowTrackingSerialised(t *testing.T) {
+	fc, db, schema := faultyPostgres(t)
+	ctx := context.Background()
+	tracking := pgtestName("tr")
+	r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: tracking, MultiRowTracking: true, MaxGroupSize: 1})
+	fc.slowInsertInto.Store(&tracking)
+	defer fc.slowInsertInto.Store(nil)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, errs[0] = r.InsertEvents(ctx, nil, &es.Tracking{ApplicationName: "up", First: 1, NotificationID: 5})
+	}()
+	time.Sleep(100 * time.Millisecond) // the first is past its check, before its INSERT
+	go func() {
+		defer wg.Done()
+		_, errs[1] = r.InsertEvents(ctx, nil, &es.Tracking{ApplicationName: "up", First: 3, NotificationID: 7})
+	}()
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, es.ErrIntegrity):
+			t.Errorf("writer %d: %v; want success or ErrIntegrity", i, err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of 2 overlapping tracking batches committed (%v), want exactly 1", ok, errs)
 	}
 }
