@@ -95,42 +95,168 @@ func registerInteropTranscodings(t testing.TB, tr *es.Transcoder) {
 	}
 }
 
-// interopDir finds shared/interop beside the repository (or in
-// EVENTSOURCING_INTEROP_DIR).
-func interopDir(t testing.TB) string {
+// Environment variables of the interop tests.
+const (
+	// envInteropDir lists the vector sets to read (see interopDirs).
+	envInteropDir = "EVENTSOURCING_INTEROP_DIR"
+	// envRequireInterop=1 fails the interop tests when no vectors are
+	// found, instead of skipping them.
+	envRequireInterop = "EVENTSOURCING_REQUIRE_INTEROP"
+)
+
+// manifestDirKey is the key under which loadManifests records the
+// directory a manifest was read from (no manifest has such a key).
+const manifestDirKey = "$dir"
+
+// interopDirs returns the directories of the vector sets the interop tests
+// read: those EVENTSOURCING_INTEROP_DIR lists (one, or several separated
+// by the list separator, ":" on Unix), each of which must hold a
+// manifest.json; without it, shared/interop beside the repository (Python
+// 9.3's vectors) and each of its subdirectories holding a manifest.json
+// (py96: Python 9.6's). With no vectors it skips the test, or fails it if
+// EVENTSOURCING_REQUIRE_INTEROP=1.
+func interopDirs(t testing.TB) []string {
 	t.Helper()
-	candidates := []string{os.Getenv("EVENTSOURCING_INTEROP_DIR"), "../shared/interop", "../../shared/interop"}
-	for _, c := range candidates {
-		if c == "" {
+	if list := os.Getenv(envInteropDir); list != "" {
+		var dirs []string
+		for _, dir := range filepath.SplitList(list) {
+			if dir == "" {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
+				t.Fatalf("%s names %s, which holds no vector set: %v", envInteropDir, dir, err)
+			}
+			dirs = append(dirs, dir)
+		}
+		if len(dirs) > 0 {
+			return dirs
+		}
+	}
+	for _, base := range []string{"../shared/interop", "../../shared/interop"} {
+		if _, err := os.Stat(filepath.Join(base, "manifest.json")); err != nil {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(c, "manifest.json")); err == nil {
-			return c
+		dirs := []string{base}
+		subs, err := os.ReadDir(base)
+		if err != nil {
+			t.Fatal(err)
 		}
+		for _, sub := range subs {
+			dir := filepath.Join(base, sub.Name())
+			if _, err := os.Stat(filepath.Join(dir, "manifest.json")); sub.IsDir() && err == nil {
+				dirs = append(dirs, dir)
+			}
+		}
+		return dirs
 	}
-	msg := "interop vectors not found: set EVENTSOURCING_INTEROP_DIR to the shared/interop folder"
-	if os.Getenv("EVENTSOURCING_REQUIRE_INTEROP") == "1" {
-		t.Fatal(msg + " (EVENTSOURCING_REQUIRE_INTEROP=1 requires them)")
+	msg := "interop vectors not found: set " + envInteropDir + " to the shared/interop folder (or a list of vector sets)"
+	if os.Getenv(envRequireInterop) == "1" {
+		t.Fatal(msg + " (" + envRequireInterop + "=1 requires them)")
 	}
 	t.Skip(msg)
-	return ""
+	return nil
 }
 
-// loadManifest decodes the manifest with objects kept in order (as
-// es.Object) and numbers as json.Number.
+// interopDir returns the directory of the manifest m, as loadManifests
+// recorded it.
+func interopDir(t testing.TB, m map[string]any) string {
+	t.Helper()
+	dir, ok := m[manifestDirKey].(string)
+	if !ok {
+		t.Fatal("manifest without its directory: load it with loadManifests")
+	}
+	return dir
+}
+
+// loadManifests decodes the manifest of every vector set (interopDirs),
+// with objects kept in order (as es.Object) and numbers as json.Number.
+func loadManifests(t testing.TB) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, dir := range interopDirs(t) {
+		raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		v, err := ordered(dec)
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		m := asMap(v)
+		m[manifestDirKey] = dir
+		out = append(out, m)
+	}
+	return out
+}
+
+// loadManifest returns the first vector set's manifest, for tests of what
+// every set holds alike (the transcoder vectors, the event states).
 func loadManifest(t testing.TB) map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(interopDir(t), "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
+	return loadManifests(t)[0]
+}
+
+// forEachInteropSet runs fn in a subtest for each vector set, named after
+// the Python library version that wrote it.
+func forEachInteropSet(t *testing.T, fn func(t *testing.T, m map[string]any)) {
+	t.Helper()
+	for _, m := range loadManifests(t) {
+		name := "python-" + asMap(m["library"])["version"].(string)
+		t.Run(name, func(t *testing.T) { fn(t, m) })
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	v, err := ordered(dec)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// multiRowKey reports whether a tracking table's DDL or primary key
+// definition keeps one row per notification (Python before 9.5) rather
+// than one per application.
+func multiRowKey(t testing.TB, def string) bool {
+	t.Helper()
+	switch {
+	case strings.Contains(def, "(application_name, notification_id)"):
+		return true
+	case strings.Contains(def, "(application_name)"):
+		return false
 	}
-	return asMap(v)
+	t.Fatalf("tracking table of an unknown layout: %s", def)
+	return false
+}
+
+// sqliteMultiRow returns the tracking layout of a manifest's SQLite file,
+// from its tracking table's DDL, and checks the file's tables are the
+// Python library's (and so the dialect's) defaults.
+func sqliteMultiRow(t testing.TB, file map[string]any) bool {
+	t.Helper()
+	ddl := map[string]string{}
+	for _, raw := range file["schema"].([]any) {
+		row := asMap(raw)
+		if text, ok := row["sql"].(string); ok && row["type"] == "table" {
+			ddl[row["name"].(string)] = text
+		}
+	}
+	for _, name := range []string{"stored_events", "stored_snapshots", "tracking"} {
+		if ddl[name] == "" {
+			t.Fatalf("the manifest's SQLite file has no table %s (tables: %v)", name, ddl)
+		}
+	}
+	return multiRowKey(t, ddl["tracking"])
+}
+
+// postgresLayout returns the tables of a manifest's PostgreSQL store and
+// its tracking layout, from the primary key of its tracking table.
+func postgresLayout(t testing.TB, pg map[string]any) (events, snapshots, tracking string, multiRow bool) {
+	t.Helper()
+	tables := asMap(pg["tables"])
+	events, snapshots, tracking = tables["events"].(string), tables["snapshots"].(string), tables["tracking"].(string)
+	for _, raw := range pg["indexes"].([]any) {
+		ix := asMap(raw)
+		if ix["table"] == tracking && ix["name"] == tracking+"_pkey" {
+			return events, snapshots, tracking, multiRowKey(t, ix["definition"].(string))
+		}
+	}
+	t.Fatalf("the manifest lists no primary key of %s", tracking)
+	return
 }
 
 func ordered(dec *json.Decoder) (any, error) {
