@@ -145,13 +145,37 @@ type writeTx interface {
 	// without, the first error is the transaction's.
 	insert(ctx context.Context, calls []*groupCall, savepoints bool) (ids [][]int64, errs []error, err error)
 	// commit commits. A nil error means committed. If COMMIT's error
-	// leaves the outcome open, commit finds out (probe: a call the
-	// transaction wrote, with its IDs), and returns nil if it committed,
-	// or an error saying what is known.
-	commit(probe *groupCall, probeIDs []int64, calls int) error
+	// leaves the outcome open, commit finds out by looking for p, and
+	// returns nil if it committed, or an error saying what is known.
+	commit(p commitProbe) error
 	// rollback ends the transaction if it is not committed; it may be
 	// called more than once, and after commit.
 	rollback()
+}
+
+// commitProbe is what shows whether a transaction committed: its first
+// event (with its notification ID, if the table assigns them), or, if it
+// wrote tracking records alone, its first tracking record. ctx, if not
+// nil, bounds the check (the context of the transaction's only call).
+type commitProbe struct {
+	ctx      context.Context
+	event    *StoredEvent
+	id       int64 // 0 if the table assigns no notification IDs
+	tracking *Tracking
+}
+
+// add takes a written call's rows into the probe, if it has none of its
+// kind yet.
+func (p *commitProbe) add(events []StoredEvent, ids []int64, tracking *Tracking) {
+	if p.event == nil && len(events) > 0 {
+		p.event = &events[0]
+		if len(ids) > 0 {
+			p.id = ids[0]
+		}
+	}
+	if p.tracking == nil {
+		p.tracking = tracking
+	}
 }
 
 // insert runs one InsertEvents call through group commit: as the leader of
@@ -397,18 +421,19 @@ func (g *groupCommitter) transact(ctx context.Context, disarm func() error, t *t
 		return
 	}
 	t.handOn()
-	var probe *groupCall // the first call written: what the check of a lost COMMIT looks for
-	var probeIDs []int64
+	var p commitProbe // what the check of a COMMIT with an open outcome looks for
 	written := 0
 	for i, c := range claimed {
 		if errs == nil || errs[i] == nil {
-			if written++; probe == nil || len(probe.events) == 0 && len(c.events) > 0 {
-				probe, probeIDs = c, ids[i]
-			}
+			written++
+			p.add(c.events, ids[i], c.tracking)
 		}
 	}
 	if written > 0 {
-		err = tx.commit(probe, probeIDs, len(claimed))
+		if len(claimed) == 1 {
+			p.ctx = claimed[0].ctx // a call alone may leave the check
+		}
+		err = tx.commit(p)
 	}
 	if err == nil && written > 0 {
 		g.tx.committed()

@@ -79,7 +79,7 @@ func (tx *fakeTx) insert(ctx context.Context, calls []*groupCall, savepoints boo
 	return ids, nil, nil
 }
 
-func (tx *fakeTx) commit(*groupCall, []int64, int) error {
+func (tx *fakeTx) commit(commitProbe) error {
 	answer := make(chan error)
 	tx.f.commits <- answer
 	return <-answer

@@ -29,10 +29,10 @@ const commitCheckTimeout = 10 * time.Second
 // during COMMIT, which says what is known of its outcome.
 var errCommitLost = errors.New("connection lost during COMMIT")
 
-// commitOutcome finds out whether the transaction that wrote probe's rows
-// (under probeIDs, if the table assigns notification IDs), whose COMMIT
-// failed with an error that leaves the outcome open, committed; or returns
-// why it cannot tell. locked says the transaction held the append lock.
+// commitOutcome finds out whether the transaction that wrote p's rows,
+// whose COMMIT failed with an error that leaves the outcome open,
+// committed; or returns why it cannot tell. locked says the transaction
+// held the append lock.
 //
 // It first waits, on another connection and with a bound of its own
 // (commitCheckTimeout, not the recorder's LockTimeout), for the lost
@@ -42,15 +42,19 @@ var errCommitLost = errors.New("connection lost during COMMIT")
 // for any transaction writing it. Then the probe's first row is either
 // there as it was written (committed) or not (rolled back: the IDs of a
 // rolled-back transaction are never those of other rows with the same
-// content). parent bounds the check too (the caller of a transaction of
+// content). p.ctx bounds the check too (the caller of a transaction of
 // one call may leave, with the outcome unknown).
-func (r *SQLRecorder) commitOutcome(parent context.Context, probe *groupCall, probeIDs []int64, locked bool) (committed bool, err error) {
-	trackingOnly := probe != nil && len(probe.events) == 0 && probe.tracking != nil
+func (r *SQLRecorder) commitOutcome(p commitProbe, locked bool) (committed bool, err error) {
+	trackingOnly := p.event == nil && p.tracking != nil
 	switch {
-	case probe == nil:
+	case p.event == nil && p.tracking == nil:
 		return false, errors.New("the transaction wrote nothing to look for")
 	case r.writeMu == nil && !locked && !(trackingOnly && !r.multiRow):
 		return false, errors.New("the transaction held no lock to wait for its end with")
+	}
+	parent := p.ctx
+	if parent == nil {
+		parent = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(parent, commitCheckTimeout)
 	defer cancel()
@@ -67,13 +71,13 @@ func (r *SQLRecorder) commitOutcome(parent context.Context, probe *groupCall, pr
 		}
 	}
 	if trackingOnly {
-		return r.trackingCommitted(ctx, tx, *probe.tracking)
+		return r.trackingCommitted(ctx, tx, *p.tracking)
 	}
-	e := probe.events[0]
+	e := p.event
 	var row *sql.Row
-	if len(probeIDs) > 0 {
+	if p.id > 0 {
 		row = tx.QueryRowContext(ctx, "SELECT originator_version, topic, state FROM "+r.qEvents+" WHERE "+r.nid+" = "+r.d.Placeholder(1)+
-			" AND originator_id = "+r.d.Placeholder(2), probeIDs[0], r.d.UUIDArg(e.OriginatorID))
+			" AND originator_id = "+r.d.Placeholder(2), p.id, r.d.UUIDArg(e.OriginatorID))
 	} else {
 		row = tx.QueryRowContext(ctx, "SELECT originator_version, topic, state FROM "+r.qEvents+" WHERE originator_id = "+r.d.Placeholder(1)+
 			" AND originator_version = "+r.d.Placeholder(2), r.d.UUIDArg(e.OriginatorID), e.OriginatorVersion)

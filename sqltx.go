@@ -161,9 +161,8 @@ func (t *sqlTx) notify(ctx context.Context, events, tracked int) error {
 // with an error that does not prove a rollback (a deferred constraint's
 // integrity error does), the server may have committed all the same (a
 // connection lost with the reply, a terminated backend, a pooler's error):
-// commitOutcome then finds out, looking for probe's rows. The check is
-// bounded by probe's context too if it is the transaction's only call.
-func (t *sqlTx) commit(probe *groupCall, probeIDs []int64, calls int) error {
+// commitOutcome then finds out, looking for p's rows.
+func (t *sqlTx) commit(p commitProbe) error {
 	r := t.r
 	t.ended = true
 	defer r.releaseWriter()
@@ -174,11 +173,7 @@ func (t *sqlTx) commit(probe *groupCall, probeIDs []int64, calls int) error {
 	if r.d.Classify(err) == ErrIntegrity {
 		return r.dbError(context.Background(), "commit", r.events, err)
 	}
-	parent := context.Background()
-	if calls == 1 && probe != nil {
-		parent = probe.ctx
-	}
-	committed, checkErr := r.commitOutcome(parent, probe, probeIDs, t.locked)
+	committed, checkErr := r.commitOutcome(p, t.locked)
 	if committed {
 		return nil
 	}
