@@ -3,6 +3,7 @@ package eventsourcing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -232,8 +233,10 @@ func (c *groupCall) result() ([]int64, error) {
 }
 
 // errNoResult: a call came back with neither notification IDs nor an
-// error. It cannot happen; if it did, it is reported as the failure it is.
-var errNoResult = errors.New("internal error: the call ended with neither notification IDs nor an error")
+// error. It cannot happen; if it did, it is reported as what it is: a
+// call whose outcome is unknown.
+var errNoResult = &DatabaseError{Kind: ErrOperational, Op: "insert events",
+	Err: fmt.Errorf("%w: internal error: the call ended with neither notification IDs nor an error", ErrOutcomeUnknown)}
 
 // turn is the right to start group commit's next transaction, held by one
 // goroutine at a time while groupCommitter.busy is true. Its holder either
