@@ -248,13 +248,24 @@ func (r *ReplicatedRecorder) read(ctx context.Context, read func(*SQLRecorder) e
 // then reads the primary's position for the reads that follow, for at most
 // MaxLag and within ctx: if it cannot, the write is still committed (the IDs
 // and no error are returned), and the reads that must see it go to the
-// primary until a later write's position covers it.
+// primary until a later write's position covers it. After an error
+// matching ErrOutcomeUnknown (the events may be recorded), those reads go
+// to the primary too, where reading the events back tells.
 func (r *ReplicatedRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	ids, err := r.primary.InsertEvents(ctx, events, tracking)
-	if err == nil {
-		r.wrote(ctx)
-	}
+	r.afterWrite(ctx, err)
 	return ids, err
+}
+
+// afterWrite keeps what the reads that must see a write need to know,
+// after a write that ended with err.
+func (r *ReplicatedRecorder) afterWrite(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		r.wrote(ctx)
+	case errors.Is(err, ErrOutcomeUnknown):
+		r.mayHaveWritten(ctx)
+	}
 }
 
 // SelectEvents reads an aggregate's events from a standby (or the primary).

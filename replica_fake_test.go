@@ -3,6 +3,7 @@ package eventsourcing_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,20 +48,27 @@ func (f fakeReplication) ReplicaQuery() string {
 
 // fakeReplica is a ReplicatedRecorder over a fake standby.
 type fakeReplica struct {
-	t      *testing.T
-	db     *sql.DB // the primary
-	state  string
-	rr     *es.ReplicatedRecorder
-	checks atomic.Int64
+	t       *testing.T
+	db      *sql.DB // the primary
+	state   string
+	primary *es.SQLRecorder
+	rr      *es.ReplicatedRecorder
+	checks  atomic.Int64
 }
 
 // newFakeReplica makes a ReplicatedRecorder whose standby is fake, with
 // the primary at position and the standby having replayed it.
 func newFakeReplica(t *testing.T, position int64, opts es.ReplicaOptions) *fakeReplica {
 	t.Helper()
-	ctx := context.Background()
 	db := pgtest.DB(t)
-	schema := pgtest.Schema(t, db)
+	return newFakeReplicaOn(t, db, pgtest.Schema(t, db), position, opts)
+}
+
+// newFakeReplicaOn is newFakeReplica with the primary's database and
+// schema given.
+func newFakeReplicaOn(t *testing.T, db *sql.DB, schema string, position int64, opts es.ReplicaOptions) *fakeReplica {
+	t.Helper()
+	ctx := context.Background()
 	f := &fakeReplica{t: t, db: db, state: schema + ".fake_replication"}
 	if _, err := db.ExecContext(ctx, "CREATE TABLE "+f.state+" (position bigint, replayed bigint, since float8, sleep float8)"); err != nil {
 		t.Fatal(err)
@@ -81,6 +89,7 @@ func newFakeReplica(t *testing.T, position int64, opts es.ReplicaOptions) *fakeR
 			onCheck(st)
 		}
 	}
+	f.primary = primary
 	f.rr = newReplicated(t, primary, standbyDB, &opts)
 	waitUsable(t, f.rr, true, 5*time.Second)
 	return f
@@ -213,6 +222,47 @@ func TestReplicaPositionLookupBounded(t *testing.T) {
 			t.Errorf("a read after a write whose position was read was served by the %s, want the standby (one unknown position must not send every later read to the primary)", got)
 		}
 	})
+}
+
+// TestReplicaReadYourWritesOutcomeUnknown: after a write whose outcome is
+// unknown (ErrOutcomeUnknown: it may be recorded), the reads that must see
+// the context's writes go to the primary, where reading the events back
+// tells whether they were recorded, until a later write's position covers
+// it.
+func TestReplicaReadYourWritesOutcomeUnknown(t *testing.T) {
+	fc, db, schema := faultyPostgres(t)
+	f := newFakeReplicaOn(t, db, schema, 2000, es.ReplicaOptions{CheckInterval: 50 * time.Millisecond})
+	ctx := es.ReadYourWrites(context.Background())
+	write := func(ctx context.Context) error {
+		_, err := f.rr.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t", State: []byte("{}")}}, nil)
+		return err
+	}
+	if err := write(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.readFrom(ctx); got != "standby" {
+		t.Fatalf("read after a write at 2000: served by the %s, want the standby", got)
+	}
+	// The COMMIT is lost and lands 3 s later; the call's context ends
+	// before the outcome can be checked.
+	fc.fault.Store(int32(loseThenCommitMuchLater))
+	wctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	err := write(wctx)
+	cancel()
+	fc.fault.Store(int32(noFault))
+	if !errors.Is(err, es.ErrOutcomeUnknown) {
+		t.Skipf("the write did not end with ErrOutcomeUnknown (a loaded machine?): %v", err)
+	}
+	if got := f.readFrom(ctx); got != "primary" {
+		t.Errorf("read after a write whose outcome is unknown: served by the %s, want the primary", got)
+	}
+	time.Sleep(3 * time.Second) // the lost COMMIT lands
+	if err := write(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.readFrom(ctx); got != "standby" {
+		t.Errorf("read after a later write whose position was read: served by the %s, want the standby", got)
+	}
 }
 
 // TestReplicaPositionCoversAsyncCommits: with synchronous_commit off, the

@@ -176,6 +176,19 @@ func (r *ReplicatedRecorder) required(ctx context.Context) LSN {
 	return need
 }
 
+// mayHaveWritten is wrote for a write whose outcome is unknown
+// (ErrOutcomeUnknown): its COMMIT may still land, after any position read
+// now, so the reads that must see the context's writes go to the primary
+// until a later write's position covers it.
+func (r *ReplicatedRecorder) mayHaveWritten(ctx context.Context) {
+	if s, _ := ctx.Value(sessionKey{}).(*session); s != nil {
+		s.writes.unknown(s.writes.ticket())
+	}
+	if r.ryw {
+		r.writes.unknown(r.writes.ticket())
+	}
+}
+
 // wrote keeps the primary's position after a committed write for the
 // reads that must see it (ReadYourWrites), if any. The lookup is bounded by
 // ctx and by MaxLag: the write is committed whatever happens now, so a

@@ -32,9 +32,7 @@ func (r *ReplicatedRecorder) Snapshots(primary *SQLSnapshotRecorder) *Replicated
 // keeps the position after them, as ReplicatedRecorder.InsertEvents does).
 func (s *ReplicatedSnapshotRecorder) InsertEvents(ctx context.Context, snapshots []StoredEvent, tracking *Tracking) ([]int64, error) {
 	ids, err := s.primary.InsertEvents(ctx, snapshots, tracking)
-	if err == nil {
-		s.r.wrote(ctx)
-	}
+	s.r.afterWrite(ctx, err)
 	return ids, err
 }
 
