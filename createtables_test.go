@@ -124,6 +124,32 @@ func TestCreateTablesPostgresTablesExist(t *testing.T) {
 	if err := snaps2.CreateTables(tctx); err != nil {
 		t.Fatalf("snapshot CreateTables on existing tables while they are locked: %v", err)
 	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A store made before the composite type existed (by an earlier version
+	// of this library, or Python 9.3): CreateTables creates the type alone,
+	// without waiting for the writers holding the append lock.
+	if _, err := db.Exec("DROP TYPE " + schema + ".stored_event_uuid"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err = db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	for _, table := range []es.Table{rec.EventsTable(), snaps.Table(), rec.TrackingTable()} {
+		if _, err := tx.ExecContext(ctx, "LOCK TABLE "+table.Quote(d)+" IN EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec2.CreateTables(tctx); err != nil {
+		t.Fatalf("CreateTables of the missing type while the tables are locked: %v", err)
+	}
+	if got := compositeType(t, db, schema, "stored_event_uuid"); got != pythonTypeColumns {
+		t.Errorf("type stored_event_uuid (%s), want (%s)", got, pythonTypeColumns)
+	}
 }
 
 // pythonTypeColumns is Python 9.6's composite type stored_event_uuid, as
@@ -281,5 +307,23 @@ func TestInteropPostgresTextOriginatorIDs(t *testing.T) {
 	_, err = es.NewSQLSnapshotRecorder(ctx, db, d, opts)
 	if !errors.Is(err, es.ErrProgramming) || !strings.Contains(err.Error(), "ORIGINATOR_ID_TYPE") {
 		t.Errorf("snapshots table with text originator IDs: %v, want ErrProgramming naming ORIGINATOR_ID_TYPE", err)
+	}
+}
+
+// TestCreateTablesPostgresNewSchema: CreateTables in a schema that does not
+// exist yet creates it, the tables and the type; again, it finds them all.
+func TestCreateTablesPostgresNewSchema(t *testing.T) {
+	db := pgtest.DB(t)
+	schema := pgtestName("esnew")
+	t.Cleanup(func() { db.Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE") })
+	for range 2 {
+		rec := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{AppName: "New"})
+		newSQLSnapshotRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{AppName: "New"})
+		if _, err := rec.InsertEvents(context.Background(), []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "t"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := compositeType(t, db, schema, "stored_event_uuid"); got != pythonTypeColumns {
+		t.Errorf("type stored_event_uuid (%s), want (%s)", got, pythonTypeColumns)
 	}
 }

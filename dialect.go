@@ -98,19 +98,31 @@ type Notifier interface {
 	NotifyStatement(events Table) string
 }
 
-// SchemaChecker is implemented by dialects that can tell with a read
-// whether an events (or snapshots) table exists with everything
-// CreateEventsTable makes for it. [SQLRecorder.CreateTables] then runs
-// CreateEventsTable's statements only when something is missing, so that
-// opening a store whose tables exist writes nothing and waits for no lock
-// (SQLite's write lock; on PostgreSQL the DDL lock of a process creating
-// tables, or a writer's append lock). Without it, CreateTables runs them
-// every time. Tracking tables are checked with TrackingKeyColumnsQuery.
+// SchemaChecker is implemented by dialects that can tell with reads which
+// of the objects CreateEventsTable makes for an events (or snapshots) table
+// exist. [SQLRecorder.CreateTables] then creates only the missing ones, so
+// that opening a store whose tables exist writes nothing and waits for no
+// lock (SQLite's write lock; on PostgreSQL the DDL lock of a process
+// creating tables, or a writer's append lock), and adding one object to an
+// existing store touches nothing else. Without it, CreateTables runs
+// CreateEventsTable's statements every time. Tracking tables are checked
+// with TrackingKeyColumnsQuery.
 type SchemaChecker interface {
-	// EventsTableExistsQuery returns a query (with its arguments) whose one
-	// row and column is true when everything CreateEventsTable(t,
-	// notifications) makes exists.
-	EventsTableExistsQuery(t Table, notifications bool) (string, []any)
+	// EventsTableObjects returns what CreateEventsTable(t, notifications)
+	// makes, object by object.
+	EventsTableObjects(t Table, notifications bool) []SchemaObject
+}
+
+// A SchemaObject is one thing CreateTables makes: a table, an index, a type.
+type SchemaObject struct {
+	// Exists is a query, with its arguments Args, whose one row and column
+	// is true when the object exists.
+	Exists string
+	Args   []any
+	// Create holds the statements that create the object, tolerating one
+	// that another session creates meanwhile. A statement several missing
+	// objects share (a lock, CREATE SCHEMA IF NOT EXISTS) runs once.
+	Create []string
 }
 
 // OriginatorIDChecker is implemented by dialects whose existing tables may

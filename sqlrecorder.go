@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -325,20 +326,27 @@ func (r *SQLRecorder) CreateTables(ctx context.Context) error {
 }
 
 // missingDDL returns the statements that create what is missing of the
-// recorder's tables, found with reads: the events (or snapshots) table
-// with what the dialect makes for it (all of it, every time, if the
-// dialect is no [SchemaChecker]), the tracking table, and the migration
-// row of a single-row tracking table.
+// recorder's tables, found with reads: the events (or snapshots) table and
+// what the dialect makes with it, object by object (all of it, every time,
+// if the dialect is no [SchemaChecker]), the tracking table, and the
+// migration row of a single-row tracking table.
 func (r *SQLRecorder) missingDDL(ctx context.Context) ([]string, error) {
 	var stmts []string
-	exists := false
 	if sc, ok := r.d.(SchemaChecker); ok {
-		q, args := sc.EventsTableExistsQuery(r.events, !r.snapshots)
-		if err := r.db.QueryRowContext(ctx, q, args...).Scan(&exists); err != nil {
-			return nil, r.dbError(ctx, "check tables", r.events, err)
+		for _, o := range sc.EventsTableObjects(r.events, !r.snapshots) {
+			var exists bool
+			if err := r.db.QueryRowContext(ctx, o.Exists, o.Args...).Scan(&exists); err != nil {
+				return nil, r.dbError(ctx, "check tables", r.events, err)
+			}
+			if !exists {
+				for _, s := range o.Create {
+					if !slices.Contains(stmts, s) {
+						stmts = append(stmts, s)
+					}
+				}
+			}
 		}
-	}
-	if !exists {
+	} else {
 		stmts = r.d.CreateEventsTable(r.events, !r.snapshots)
 	}
 	if r.snapshots {

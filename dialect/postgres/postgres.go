@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -238,32 +239,44 @@ func (d Dialect) createType(t es.Table) string {
 // one). It does not create Python's function es_insert_events_uuid: its
 // body takes no table lock, so writers using it can make readers skip.
 func (d Dialect) CreateEventsTable(t es.Table, notifications bool) []string {
-	stmts := d.createSchema(t)
-	if !notifications {
-		return append(stmts, "CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
-			" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea,"+
-			" PRIMARY KEY (originator_id, originator_version))"+storageOptions,
-			d.createType(t))
+	var stmts []string
+	for _, o := range d.EventsTableObjects(t, notifications) {
+		for _, s := range o.Create {
+			if !slices.Contains(stmts, s) {
+				stmts = append(stmts, s)
+			}
+		}
 	}
-	return append(stmts,
-		"CREATE TABLE IF NOT EXISTS "+t.Quote(d)+
-			" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea,"+
-			" notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"+storageOptions,
-		"CREATE UNIQUE INDEX IF NOT EXISTS "+d.QuoteIdentifier(t.Name+"_notification_id_idx")+" ON "+t.Quote(d)+" (notification_id ASC)",
-		d.createType(t),
-	)
+	return stmts
 }
 
-// EventsTableExistsQuery checks the table, its notification ID index (of
-// an events table) and the composite type in its schema, by name.
-func (Dialect) EventsTableExistsQuery(t es.Table, notifications bool) (string, []any) {
-	typ := sanitized(es.Table{Schema: t.Schema, Name: storedEventType})
-	if !notifications {
-		return "SELECT to_regclass($1) IS NOT NULL AND to_regtype($2) IS NOT NULL", []any{sanitized(t), typ}
+// EventsTableObjects returns what CreateEventsTable makes, each found by
+// name: the table, its notification ID index (of an events table) and the
+// composite type in its schema.
+func (d Dialect) EventsTableObjects(t es.Table, notifications bool) []es.SchemaObject {
+	table := "CREATE TABLE IF NOT EXISTS " + t.Quote(d) +
+		" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea," +
+		" PRIMARY KEY (originator_id, originator_version))" + storageOptions
+	if notifications {
+		table = "CREATE TABLE IF NOT EXISTS " + t.Quote(d) +
+			" (originator_id uuid NOT NULL, originator_version bigint NOT NULL, topic text, state bytea," +
+			" notification_id bigserial, PRIMARY KEY (originator_id, originator_version))" + storageOptions
 	}
-	index := sanitized(es.Table{Schema: t.Schema, Name: t.Name + "_notification_id_idx"})
-	return "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regtype($3) IS NOT NULL",
-		[]any{sanitized(t), index, typ}
+	objs := []es.SchemaObject{{
+		Exists: "SELECT to_regclass($1) IS NOT NULL", Args: []any{sanitized(t)},
+		Create: append(d.createSchema(t), table),
+	}}
+	if notifications {
+		index := t.Name + "_notification_id_idx"
+		objs = append(objs, es.SchemaObject{
+			Exists: "SELECT to_regclass($1) IS NOT NULL", Args: []any{sanitized(es.Table{Schema: t.Schema, Name: index})},
+			Create: append(d.createSchema(t), "CREATE UNIQUE INDEX IF NOT EXISTS "+d.QuoteIdentifier(index)+" ON "+t.Quote(d)+" (notification_id ASC)"),
+		})
+	}
+	return append(objs, es.SchemaObject{
+		Exists: "SELECT to_regtype($1) IS NOT NULL", Args: []any{sanitized(es.Table{Schema: t.Schema, Name: storedEventType})},
+		Create: append(d.createSchema(t), d.createType(t)),
+	})
 }
 
 // OriginatorIDTypeQuery returns the type of the table's originator_id

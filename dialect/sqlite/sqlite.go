@@ -212,11 +212,11 @@ func (Dialect) TrackingKeyColumnsQuery(t es.Table) (string, []any) {
 	return "SELECT COUNT(*) FROM " + q + " WHERE pk > 0", args
 }
 
-// EventsTableExistsQuery checks that the table exists (CreateEventsTable
-// makes nothing else).
-func (Dialect) EventsTableExistsQuery(t es.Table, _ bool) (string, []any) {
+// EventsTableObjects returns the table, the one object CreateEventsTable
+// makes, found by its columns.
+func (d Dialect) EventsTableObjects(t es.Table, notifications bool) []es.SchemaObject {
 	q, args := tableInfo(t)
-	return "SELECT COUNT(*) > 0 FROM " + q, args
+	return []es.SchemaObject{{Exists: "SELECT COUNT(*) > 0 FROM " + q, Args: args, Create: d.CreateEventsTable(t, notifications)}}
 }
 
 // tableInfo returns the table-valued pragma that lists a table's columns
