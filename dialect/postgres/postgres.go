@@ -5,9 +5,11 @@
 //
 //	import _ "github.com/seed06b138f8/eventsourcing/dialect/postgres"
 //
-// Tables are the Python library's: <app>_events (bigserial
+// Tables are the Python library's (9.6): <app>_events (bigserial
 // notification_id with a unique index), <app>_snapshots and <app>_tracking,
-// originator IDs as uuid. Every insert transaction takes the lock the Python
+// originator IDs as uuid, with Python 9.6's storage options; beside them, in
+// their schema, the composite type stored_event_uuid that Python 9.6
+// inserts through. Every insert transaction takes the lock the Python
 // library takes, LOCK TABLE <events> IN EXCLUSIVE MODE (readers are not
 // blocked), so notification IDs commit in order and Go and Python writers
 // can share a table.
