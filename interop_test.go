@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -856,4 +857,86 @@ func TestInteropPostgresSchema(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestInteropPostgresMixedWriters: Python 9.6 writers (their default path:
+// LOCK TABLE, then the unnest insert) and this library's writers append to
+// one table at once while a reader pages the log; the reader skips nothing.
+func TestInteropPostgresMixedWriters(t *testing.T) {
+	ctx := context.Background()
+	db, d, schema := postgresSchema(t)
+	rec := newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Mixed"})
+	python := pgtest.DB(t)
+	const writers, appends = 3, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*writers)
+	for range writers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range appends {
+				if _, err := pythonInsert(ctx, python, rec.EventsTable(), true, uuid.New()); err != nil {
+					errs <- fmt.Errorf("Python-style insert: %w", err)
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range appends {
+				if _, err := rec.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "go", State: []byte("{}")}}, nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var seen []int64
+	read := func() {
+		for {
+			start := int64(1)
+			if len(seen) > 0 {
+				start = seen[len(seen)-1] + 1
+			}
+			page, err := rec.SelectNotifications(ctx, start, 100, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range page {
+				seen = append(seen, n.ID)
+			}
+			if len(page) < 100 {
+				return
+			}
+		}
+	}
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		read()
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	all, err := rec.SelectNotifications(ctx, 1, 10*writers*appends, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2*writers*appends {
+		t.Fatalf("%d events stored, want %d", len(all), 2*writers*appends)
+	}
+	if len(seen) != len(all) {
+		t.Fatalf("the reader saw %d of %d events: it skipped some", len(seen), len(all))
+	}
+	for i, n := range all {
+		if seen[i] != n.ID {
+			t.Fatalf("the reader's event %d has ID %d, the log's %d", i, seen[i], n.ID)
+		}
+	}
 }
