@@ -179,7 +179,9 @@ func (r *ReplicatedRecorder) required(ctx context.Context) LSN {
 // mayHaveWritten is wrote for a write whose outcome is unknown
 // (ErrOutcomeUnknown): its COMMIT may still land, after any position read
 // now, so the reads that must see the context's writes go to the primary
-// until a later write's position covers it.
+// until a later write's position covers it. (A later write of events
+// takes the events table lock, which the lost transaction holds until it
+// has ended, so the position read after that write covers it.)
 func (r *ReplicatedRecorder) mayHaveWritten(ctx context.Context) {
 	if s, _ := ctx.Value(sessionKey{}).(*session); s != nil {
 		s.writes.unknown(s.writes.ticket())
