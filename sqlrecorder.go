@@ -339,11 +339,7 @@ func (r *SQLRecorder) missingDDL(ctx context.Context) ([]string, error) {
 				return nil, r.dbError(ctx, "check tables", r.events, err)
 			}
 			if !exists {
-				for _, s := range o.Create {
-					if !slices.Contains(stmts, s) {
-						stmts = append(stmts, s)
-					}
-				}
+				stmts = appendNew(stmts, o.Create...)
 			}
 		}
 	} else {
@@ -360,7 +356,7 @@ func (r *SQLRecorder) missingDDL(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	if n == 0 {
-		stmts = append(stmts, r.d.CreateTrackingTable(r.tracking, !r.multiRow)...)
+		stmts = appendNew(stmts, r.d.CreateTrackingTable(r.tracking, !r.multiRow)...)
 	}
 	if r.multiRow {
 		return stmts, nil
@@ -376,6 +372,18 @@ func (r *SQLRecorder) missingDDL(ctx context.Context) ([]string, error) {
 		stmts = append(stmts, "INSERT INTO "+r.qTracking+" (application_name, notification_id) VALUES ('"+MigrationTrackingName+"', 1) ON CONFLICT (application_name) DO NOTHING")
 	}
 	return stmts, nil
+}
+
+// appendNew appends to stmts those of more it does not hold yet: a lock or
+// a CREATE SCHEMA IF NOT EXISTS that several objects' DDL begins with runs
+// once.
+func appendNew(stmts []string, more ...string) []string {
+	for _, s := range more {
+		if !slices.Contains(stmts, s) {
+			stmts = append(stmts, s)
+		}
+	}
+	return stmts
 }
 
 // ddlError classifies an error creating tables: a unique violation there
