@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 )
 
 // TransientClassifier is implemented by dialects that know which driver
@@ -29,7 +30,7 @@ func (r *SQLRecorder) dbError(ctx context.Context, op string, t Table, err error
 	}
 	kind := r.d.Classify(err)
 	if ctx.Err() != nil && kind != ErrIntegrity {
-		return &DatabaseError{Kind: ErrOperational, Op: op, Table: t.String(), Err: errors.Join(context.Cause(ctx), err)}
+		return &DatabaseError{Kind: ErrOperational, Op: op, Table: t.String(), Err: &contextError{cause: context.Cause(ctx), err: err}}
 	}
 	if kind == ErrIntegrity {
 		return &IntegrityError{Table: t.String(), Err: err}
@@ -43,6 +44,22 @@ func (r *SQLRecorder) dbError(ctx context.Context, op string, t Table, err error
 	}
 	return &DatabaseError{Kind: kind, Op: op, Table: t.String(), Err: err, Transient: transient}
 }
+
+// contextError is a driver error of a call whose context ended: it
+// matches both the context's cause and the driver error (errors.Is), and
+// prints on one line, naming the cause once (errors.Join would print two
+// lines, often the same twice).
+type contextError struct{ cause, err error }
+
+func (e *contextError) Error() string {
+	msg, cause := e.err.Error(), e.cause.Error()
+	if strings.Contains(msg, cause) {
+		return msg
+	}
+	return cause + ": " + msg
+}
+
+func (e *contextError) Unwrap() []error { return []error{e.cause, e.err} }
 
 // connectionLost reports errors that database/sql or the network give for a
 // connection that broke.
