@@ -125,6 +125,11 @@ func (r *SQLRecorder) selectNotifications(ctx context.Context, dst []Notificatio
 		}
 		nid, version = 0, 0
 		if err := rows.Scan(&nid, &id, &version, &topic, &state); err != nil {
+			if ctx.Err() != nil {
+				// The caller's context ended the read (database/sql
+				// closes the rows): the row is not known to be bad.
+				return nil, r.dbError(ctx, "select notifications", r.events, err)
+			}
 			// A column that does not fit (NULL, not an integer): the row
 			// is bad, and reading it again will not help.
 			return out, r.badNotification(nid, err)
@@ -244,6 +249,11 @@ func (r *SQLRecorder) selectEvents(ctx context.Context, originatorID uuid.UUID, 
 	for rows.Next() {
 		version = 0
 		if err := rows.Scan(&version, &topic, &state); err != nil {
+			if ctx.Err() != nil {
+				// The caller's context ended the read (database/sql
+				// closes the rows): the row is not known to be bad.
+				return nil, r.dbError(ctx, "select events", r.events, err)
+			}
 			// A column that does not fit (NULL, not an integer): the row
 			// is bad, and reading it again will not help.
 			return out, r.badEvent(originatorID, version, len(out), err)
