@@ -2,6 +2,7 @@ package eventsourcing_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,37 @@ import (
 	es "github.com/seed06b138f8/eventsourcing"
 	"github.com/seed06b138f8/eventsourcing/dialect/sqlite"
 )
+
+// shortLock opens b's database with a write lock wait of at most
+// timeout (SQLite's busy timeout is the connection's, not the
+// recorder's: the file is opened again with it; on PostgreSQL the
+// recorder's LockTimeout must be set to it too).
+func shortLock(t *testing.T, b lockedBackend, timeout time.Duration) (*sql.DB, es.Dialect, string, func(es.Table) func()) {
+	t.Helper()
+	db, d, schema, lock := b.open(t)
+	if b.name != "SQLiteFile" {
+		return db, d, schema, lock
+	}
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "short.db")
+	db, err := sqlite.Open(ctx, path, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	other, err := sqlite.Open(ctx, path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return db, d, schema, func(es.Table) func() {
+		tx, err := other.Begin() // BEGIN IMMEDIATE: the write lock
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() { tx.Rollback() }
+	}
+}
 
 // TestGroupCommitLockFailureFailsQueuedCalls: while another session holds
 // the events table's write lock, a leader and two queued callers insert
@@ -26,30 +58,8 @@ func TestGroupCommitLockFailureFailsQueuedCalls(t *testing.T) {
 	for _, b := range lockedBackends {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
-			db, d, schema, lock := b.open(t)
+			db, d, schema, lock := shortLock(t, b, lockTimeout)
 			opts := es.SQLOptions{AppName: "LockFails", LockTimeout: lockTimeout}
-			if b.name == "SQLiteFile" {
-				// A busy timeout of its own: SQLite's lock wait is the
-				// connection's, not the recorder's.
-				path := filepath.Join(t.TempDir(), "short.db")
-				var err error
-				if db, err = sqlite.Open(ctx, path, lockTimeout); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { db.Close() })
-				other, err := sqlite.Open(ctx, path, time.Second)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { other.Close() })
-				lock = func(es.Table) func() {
-					tx, err := other.Begin()
-					if err != nil {
-						t.Fatal(err)
-					}
-					return func() { tx.Rollback() }
-				}
-			}
 			r := newSQLRecorder(t, db, d, schema, opts)
 			release := lock(r.EventsTable())
 			ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
