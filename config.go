@@ -2,7 +2,9 @@ package eventsourcing
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -72,7 +74,7 @@ type SQLiteConfig struct {
 	// names, so applications sharing a file would share one log.
 	DBName string
 	// LockTimeout is how long a writer waits for the database's write lock
-	// (SQLITE_LOCK_TIMEOUT, seconds); zero means 5 seconds.
+	// (SQLITE_LOCK_TIMEOUT); zero means 5 seconds.
 	LockTimeout time.Duration
 }
 
@@ -80,16 +82,19 @@ type SQLiteConfig struct {
 // database/sql: at most PoolSize+MaxOverflow open connections, PoolSize of
 // them kept idle.
 type PostgresConfig struct {
-	DBName   string // POSTGRES_DBNAME
-	Host     string // POSTGRES_HOST
+	DBName string // POSTGRES_DBNAME
+	// Host is the server's host name or IP address, a Unix socket
+	// directory, or several of these comma-separated (POSTGRES_HOST),
+	// without a port: a host with a port is refused.
+	Host     string
 	Port     int    // POSTGRES_PORT; zero means 5432
 	User     string // POSTGRES_USER
 	Password string // POSTGRES_PASSWORD
 	// ConnectTimeout bounds establishing a connection
-	// (POSTGRES_CONNECT_TIMEOUT, seconds); zero means 5 seconds.
+	// (POSTGRES_CONNECT_TIMEOUT); zero means 5 seconds.
 	ConnectTimeout time.Duration
-	// ConnMaxAge closes connections older than this (POSTGRES_CONN_MAX_AGE,
-	// seconds); zero means no limit.
+	// ConnMaxAge closes connections older than this (POSTGRES_CONN_MAX_AGE);
+	// zero means no limit.
 	ConnMaxAge time.Duration
 	// PrePing checks that a pooled connection is alive before it is used
 	// (POSTGRES_PRE_PING).
@@ -101,15 +106,26 @@ type PostgresConfig struct {
 	// (POSTGRES_MAX_OVERFLOW); zero means 10, negative means none.
 	MaxOverflow int
 	// LockTimeout bounds waiting for the events table's lock when inserting
-	// (POSTGRES_LOCK_TIMEOUT, seconds); zero means no limit.
+	// (POSTGRES_LOCK_TIMEOUT); zero means no limit.
 	LockTimeout time.Duration
 	// IdleInTransactionSessionTimeout ends sessions left idle inside a
-	// transaction (POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, seconds);
+	// transaction (POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT);
 	// zero means 5 seconds, negative means no limit.
 	IdleInTransactionSessionTimeout time.Duration
 	// Schema holds the tables (POSTGRES_SCHEMA); empty means the search
 	// path's default, normally public.
 	Schema string
+	// SSLMode is libpq's sslmode: disable, allow, prefer, require,
+	// verify-ca or verify-full (POSTGRES_SSLMODE; this library's). Empty
+	// means libpq's default, as the Python library (through libpq) has
+	// it: the PGSSLMODE environment variable if set, else prefer.
+	SSLMode string
+	// SSLRootCert is the file of the certificate authorities that
+	// verify-ca and verify-full check the server's certificate against
+	// (POSTGRES_SSLROOTCERT; this library's). Empty means PGSSLROOTCERT
+	// if set, else the system's roots. Client certificates are libpq's
+	// PGSSLCERT and PGSSLKEY.
+	SSLRootCert string
 	// ReadHosts lists hot standbys of the primary, comma-separated ("host"
 	// or "host:port", Port by default), with the same database, user and
 	// password, for [OpenReplicated] to read from (POSTGRES_READ_HOSTS;
@@ -117,13 +133,17 @@ type PostgresConfig struct {
 	// string, as the variable is, so that PostgresConfig stays comparable.
 	ReadHosts string
 	// MaxReplicaLag is how far behind the primary a read host may be and
-	// still serve reads (POSTGRES_MAX_REPLICA_LAG, seconds; this library's);
+	// still serve reads (POSTGRES_MAX_REPLICA_LAG; this library's);
 	// zero means DefaultMaxReplicaLag.
 	MaxReplicaLag time.Duration
 }
 
 // Environment variable names read by [LoadConfig], without the application
-// name prefix.
+// name prefix. Durations (SQLITE_LOCK_TIMEOUT, POSTGRES_CONNECT_TIMEOUT,
+// POSTGRES_CONN_MAX_AGE, POSTGRES_LOCK_TIMEOUT,
+// POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, POSTGRES_MAX_REPLICA_LAG)
+// are seconds, as in the Python library ("5", "0.5"), or Go durations
+// ("5s", "250ms").
 const (
 	EnvPersistenceModule  = "PERSISTENCE_MODULE"
 	EnvCreateTable        = "CREATE_TABLE"
@@ -146,6 +166,12 @@ const (
 	EnvPostgresLockTO     = "POSTGRES_LOCK_TIMEOUT"
 	EnvPostgresIdleInTxTO = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
 	EnvPostgresSchema     = "POSTGRES_SCHEMA"
+	// EnvPostgresSSLMode and EnvPostgresSSLRootCert are this library's
+	// (the Python library leaves TLS to libpq's PGSSLMODE and
+	// PGSSLROOTCERT, which are honoured here too when these are unset):
+	// PostgresConfig.SSLMode and SSLRootCert.
+	EnvPostgresSSLMode     = "POSTGRES_SSLMODE"
+	EnvPostgresSSLRootCert = "POSTGRES_SSLROOTCERT"
 	// EnvPostgresReadHosts and EnvPostgresMaxReplicaLag are this library's
 	// (the Python library has no standbys): PostgresConfig.ReadHosts and
 	// MaxReplicaLag, read by LoadConfig, used by OpenReplicated.
@@ -323,6 +349,10 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 			}
 			*f.dst = v
 		}
+		if reason := hostWithPort(p.Host, EnvPostgresPort); reason != "" {
+			_, key, _ := env.get(EnvPostgresHost)
+			return nil, &ConfigError{Name: key, Value: p.Host, Reason: reason}
+		}
 		v, key, ok := env.get(EnvPostgresPassword)
 		if !ok {
 			return nil, &ConfigError{Name: key, Reason: "required when " + EnvPersistenceModule + " is postgres (it may be empty)"}
@@ -372,6 +402,13 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 			}
 			p.Schema = v
 		}
+		if v, key, _ := env.get(EnvPostgresSSLMode); v != "" {
+			if err := validSSLMode(v); err != nil {
+				return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
+			}
+			p.SSLMode = v
+		}
+		p.SSLRootCert, _, _ = env.get(EnvPostgresSSLRootCert)
 		if v, key, _ := env.get(EnvPostgresReadHosts); strings.TrimSpace(v) != "" {
 			if _, err := ReadHosts(v, p.Port); err != nil {
 				return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
@@ -417,8 +454,16 @@ func (c *Config) Validate() error {
 		if p.DBName == "" || p.Host == "" || p.User == "" {
 			return &ConfigError{Name: "Config.Postgres", Reason: "DBName, Host and User are required for postgres"}
 		}
+		if reason := hostWithPort(p.Host, "Port"); reason != "" {
+			return &ConfigError{Name: "Config.Postgres.Host", Value: p.Host, Reason: reason}
+		}
 		if p.Port < 0 || p.Port > 65535 {
 			return &ConfigError{Name: "Config.Postgres.Port", Value: strconv.Itoa(p.Port), Reason: "not a TCP port"}
+		}
+		if p.SSLMode != "" {
+			if err := validSSLMode(p.SSLMode); err != nil {
+				return &ConfigError{Name: "Config.Postgres.SSLMode", Value: p.SSLMode, Reason: err.Error()}
+			}
 		}
 		if p.PoolSize < 0 {
 			return &ConfigError{Name: "Config.Postgres.PoolSize", Value: strconv.Itoa(p.PoolSize), Reason: "must not be negative"}
@@ -582,8 +627,8 @@ func (e environment) integer(key string, min, max int) (int, error) {
 	return n, nil
 }
 
-// seconds parses a non-negative number of seconds (fractions allowed);
-// unset or empty is 0.
+// seconds parses a non-negative duration, as parseSeconds does; unset or
+// empty is 0.
 func (e environment) seconds(key string) (time.Duration, error) {
 	v, k, ok := e.get(key)
 	if !ok || v == "" {
@@ -596,12 +641,51 @@ func (e environment) seconds(key string) (time.Duration, error) {
 	return d, nil
 }
 
+// parseSeconds parses a non-negative duration given as the Python library
+// takes it, a number of seconds (fractions allowed: "5", "0.5"), or as a
+// Go duration ("5s", "250ms", "1m30s").
 func parseSeconds(v string) (time.Duration, error) {
-	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	if err != nil || f < 0 || f != f || f > 1e9 {
-		return 0, fmt.Errorf("want a number of seconds >= 0")
+	v = strings.TrimSpace(v)
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f < 0 || f != f || f > 1e9 {
+			return 0, errBadDuration
+		}
+		return time.Duration(f * float64(time.Second)), nil
 	}
-	return time.Duration(f * float64(time.Second)), nil
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, errBadDuration
+	}
+	return d, nil
+}
+
+var errBadDuration = errors.New("want a duration >= 0: a number of seconds (5, 0.5) or a Go duration (5s, 250ms, 1m30s)")
+
+// hostWithPort says why a PostgreSQL host (or a comma-separated list of
+// them) is refused for carrying a port ("127.0.0.1:5432", "[::1]:5432"),
+// which the connection would take as part of the name, or returns "".
+// portName is where the port belongs. IPv6 addresses without brackets
+// ("::1") and socket directories pass.
+func hostWithPort(hosts, portName string) string {
+	for _, h := range strings.Split(hosts, ",") {
+		h = strings.TrimSpace(h)
+		if strings.HasPrefix(h, "/") {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(h); err == nil {
+			return fmt.Sprintf("%q holds a port: give the host alone (%q) and the port in %s (%q)", h, host, portName, port)
+		}
+	}
+	return ""
+}
+
+// validSSLMode checks a libpq sslmode.
+func validSSLMode(mode string) error {
+	switch mode {
+	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		return nil
+	}
+	return errors.New("unknown sslmode (want disable, allow, prefer, require, verify-ca or verify-full)")
 }
 
 // validIdentifier checks an SQL identifier as the Python library would

@@ -247,7 +247,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"postgres bad pre ping", pg("POSTGRES_PRE_PING", "sometimes"), "POSTGRES_PRE_PING", "sometimes"},
 		{"postgres bad pool size", pg("POSTGRES_POOL_SIZE", "0"), "POSTGRES_POOL_SIZE", "0"},
 		{"postgres bad max overflow", pg("POSTGRES_MAX_OVERFLOW", "-2"), "POSTGRES_MAX_OVERFLOW", "-2"},
-		{"postgres bad lock timeout", pg("POSTGRES_LOCK_TIMEOUT", "1s"), "POSTGRES_LOCK_TIMEOUT", "1s"},
+		{"postgres bad lock timeout", pg("POSTGRES_LOCK_TIMEOUT", "1 s"), "POSTGRES_LOCK_TIMEOUT", "1 s"},
 		{"postgres bad idle timeout", pg("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "NaN"), "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "NaN"},
 		{"postgres bad schema", pg("POSTGRES_SCHEMA", "a;drop"), "POSTGRES_SCHEMA", "a;drop"},
 		{"postgres schema too long prefixed", pg("BANKACCOUNTS_POSTGRES_SCHEMA", strings.Repeat("s", 64)), "BANKACCOUNTS_POSTGRES_SCHEMA", strings.Repeat("s", 64)},
@@ -300,5 +300,120 @@ func TestConfigValidate(t *testing.T) {
 	ok := Config{Name: "a", PersistenceModule: ModuleSQLite, SQLite: SQLiteConfig{DBName: ":memory:"}}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
+	}
+}
+
+// TestLoadConfigDurations: every duration variable takes Python's seconds
+// (a number, fractions allowed) or a Go duration ("5s", "250ms", "1m30s").
+// (SQLITE_LOCK_TIMEOUT=5s was refused.)
+func TestLoadConfigDurations(t *testing.T) {
+	sqliteBase := []string{"PERSISTENCE_MODULE", "sqlite", "SQLITE_DBNAME", "x.db"}
+	vars := []struct {
+		name string
+		base []string
+		get  func(*Config) time.Duration
+	}{
+		{"SQLITE_LOCK_TIMEOUT", sqliteBase, func(c *Config) time.Duration { return c.SQLite.LockTimeout }},
+		{"POSTGRES_CONNECT_TIMEOUT", pgBase, func(c *Config) time.Duration { return c.Postgres.ConnectTimeout }},
+		{"POSTGRES_CONN_MAX_AGE", pgBase, func(c *Config) time.Duration { return c.Postgres.ConnMaxAge }},
+		{"POSTGRES_LOCK_TIMEOUT", pgBase, func(c *Config) time.Duration { return c.Postgres.LockTimeout }},
+		{"POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", pgBase, func(c *Config) time.Duration { return c.Postgres.IdleInTransactionSessionTimeout }},
+		{"POSTGRES_MAX_REPLICA_LAG", pgBase, func(c *Config) time.Duration { return c.Postgres.MaxReplicaLag }},
+	}
+	values := []struct {
+		v    string
+		want time.Duration
+	}{
+		{"5", 5 * time.Second}, {"0.25", 250 * time.Millisecond}, {" 2 ", 2 * time.Second},
+		{"5s", 5 * time.Second}, {"250ms", 250 * time.Millisecond}, {"1m30s", 90 * time.Second}, {" 1h ", time.Hour},
+	}
+	for _, v := range vars {
+		for _, val := range values {
+			t.Run(v.name+"="+val.v, func(t *testing.T) {
+				c, err := LoadConfig("BankAccounts", envMap(append(append([]string{}, v.base...), v.name, val.v)...))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := v.get(c); got != val.want {
+					t.Errorf("%s=%q: %v, want %v", v.name, val.v, got, val.want)
+				}
+			})
+		}
+		for _, bad := range []string{"soon", "-1", "-1s", "5 s", "5parsecs", "NaN"} {
+			t.Run(v.name+"="+bad, func(t *testing.T) {
+				_, err := LoadConfig("BankAccounts", envMap(append(append([]string{}, v.base...), v.name, bad)...))
+				var ce *ConfigError
+				if !errors.As(err, &ce) || ce.Name != v.name || ce.Value != bad {
+					t.Fatalf("%s=%q: %v, want a ConfigError naming it", v.name, bad, err)
+				}
+				if !strings.Contains(err.Error(), "seconds") || !strings.Contains(err.Error(), "5s") {
+					t.Errorf("%q does not say both forms are accepted", err)
+				}
+			})
+		}
+	}
+	// Zero, in either form, still means "no limit" for the idle timeout.
+	for _, zero := range []string{"0", "0s"} {
+		c, err := LoadConfig("a", envMap(append(append([]string{}, pgBase...), "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", zero)...))
+		if err != nil || c.Postgres.IdleInTransactionSessionTimeout != -1 {
+			t.Errorf("idle timeout %q: %v, %v; want -1 (no limit)", zero, c.Postgres.IdleInTransactionSessionTimeout, err)
+		}
+	}
+}
+
+// TestLoadConfigPostgresHostWithPort: a POSTGRES_HOST with a port is
+// refused at LoadConfig, naming the variable and POSTGRES_PORT (it passed,
+// and failed at connect); host names, IP addresses (IPv6 too), socket
+// directories and lists of hosts pass.
+func TestLoadConfigPostgresHostWithPort(t *testing.T) {
+	for _, host := range []string{"127.0.0.1:5432", "db.example.com:5433", "[::1]:5432", "a,b:5432"} {
+		t.Run(host, func(t *testing.T) {
+			env := append(append([]string{}, pgBase...), "BANKACCOUNTS_POSTGRES_HOST", host)
+			_, err := LoadConfig("BankAccounts", envMap(env...))
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Name != "BANKACCOUNTS_POSTGRES_HOST" || ce.Value != host {
+				t.Fatalf("POSTGRES_HOST=%q: %v, want a ConfigError naming BANKACCOUNTS_POSTGRES_HOST", host, err)
+			}
+			if !strings.Contains(err.Error(), "POSTGRES_PORT") {
+				t.Errorf("%q does not suggest POSTGRES_PORT", err)
+			}
+			cfg := Config{Name: "a", PersistenceModule: ModulePostgres, Postgres: PostgresConfig{DBName: "d", Host: host, User: "u"}}
+			if err := cfg.Validate(); !errors.As(err, &ce) || ce.Name != "Config.Postgres.Host" || !strings.Contains(err.Error(), "Port") {
+				t.Errorf("Validate with Host %q: %v, want a ConfigError naming Config.Postgres.Host and Port", host, err)
+			}
+		})
+	}
+	for _, host := range []string{"localhost", "127.0.0.1", "::1", "fe80::1%eth0", "/var/run/postgresql", "db1.example.com,db2.example.com"} {
+		env := append(append([]string{}, pgBase...), "POSTGRES_HOST", host)
+		if c, err := LoadConfig("BankAccounts", envMap(env...)); err != nil || c.Postgres.Host != host {
+			t.Errorf("POSTGRES_HOST=%q: %v", host, err)
+		}
+	}
+}
+
+// TestLoadConfigPostgresTLS: POSTGRES_SSLMODE and POSTGRES_SSLROOTCERT
+// (this library's; the Python library leaves TLS to libpq's PGSSLMODE,
+// which an empty SSLMode leaves in force here too) fill PostgresConfig;
+// an unknown mode names the variable.
+func TestLoadConfigPostgresTLS(t *testing.T) {
+	for _, mode := range []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"} {
+		env := append(append([]string{}, pgBase...), "BANKACCOUNTS_POSTGRES_SSLMODE", mode, "POSTGRES_SSLROOTCERT", "/etc/ca.pem")
+		c, err := LoadConfig("BankAccounts", envMap(env...))
+		if err != nil || c.Postgres.SSLMode != mode || c.Postgres.SSLRootCert != "/etc/ca.pem" {
+			t.Errorf("POSTGRES_SSLMODE=%s: %+v, %v", mode, c, err)
+		}
+	}
+	c, err := LoadConfig("BankAccounts", envMap(pgBase...))
+	if err != nil || c.Postgres.SSLMode != "" {
+		t.Errorf("default SSLMode: %q, %v; want empty (libpq's default: PGSSLMODE, else prefer)", c.Postgres.SSLMode, err)
+	}
+	_, err = LoadConfig("BankAccounts", envMap(append(append([]string{}, pgBase...), "POSTGRES_SSLMODE", "on")...))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Name != "POSTGRES_SSLMODE" || ce.Value != "on" || !strings.Contains(err.Error(), "verify-full") {
+		t.Errorf("POSTGRES_SSLMODE=on: %v, want a ConfigError naming it and the modes", err)
+	}
+	cfg := Config{Name: "a", PersistenceModule: ModulePostgres, Postgres: PostgresConfig{DBName: "d", Host: "h", User: "u", SSLMode: "yes"}}
+	if err := cfg.Validate(); !errors.As(err, &ce) || ce.Name != "Config.Postgres.SSLMode" {
+		t.Errorf("Validate with SSLMode yes: %v, want a ConfigError naming Config.Postgres.SSLMode", err)
 	}
 }

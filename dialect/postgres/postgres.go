@@ -66,7 +66,10 @@ func open(ctx context.Context, cc *pgx.ConnConfig, opts ...stdlib.OptionOpenDB) 
 // PoolSize+MaxOverflow open connections, PoolSize idle, ConnMaxAge as the
 // connection lifetime; PrePing pinging every pooled connection before
 // reuse (without it, pgx pings those idle for over a second); and setting
-// idle_in_transaction_session_timeout.
+// idle_in_transaction_session_timeout. TLS is SSLMode and SSLRootCert;
+// where they are empty, libpq's environment variables (PGSSLMODE,
+// PGSSLROOTCERT, PGSSLCERT, PGSSLKEY) apply, and without those sslmode is
+// prefer, as for the Python library.
 func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
 	port := c.Port
 	if port == 0 {
@@ -79,11 +82,20 @@ func OpenConfig(ctx context.Context, c *es.PostgresConfig) (*sql.DB, error) {
 	kv := func(k, v string) string {
 		return k + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 	}
-	dsn := strings.Join([]string{
+	params := []string{
 		kv("host", c.Host), kv("port", strconv.Itoa(port)), kv("dbname", c.DBName),
-		kv("user", c.User), kv("password", c.Password), kv("sslmode", "prefer"),
+		kv("user", c.User), kv("password", c.Password),
 		kv("connect_timeout", strconv.Itoa(max(1, int(connectTO.Seconds())))),
-	}, " ")
+	}
+	// Unset, libpq's PGSSLMODE and PGSSLROOTCERT apply (sslmode prefer
+	// without them), as they do for the Python library.
+	if c.SSLMode != "" {
+		params = append(params, kv("sslmode", c.SSLMode))
+	}
+	if c.SSLRootCert != "" {
+		params = append(params, kv("sslrootcert", c.SSLRootCert))
+	}
+	dsn := strings.Join(params, " ")
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres configuration: %v", es.ErrProgramming, err)
