@@ -261,6 +261,7 @@ func (m *Mapper[E]) FromStoredEvent(s StoredEvent) (E, error) {
 	var zero E
 	e, err := m.fromStoredEvent(s)
 	if err != nil {
+		err = withStateHint(err, s.State, m.cipher, m.compressor) // pipeline.go
 		return zero, fmt.Errorf("event %s v%d (%s): %w", s.OriginatorID, s.OriginatorVersion, s.Topic, err)
 	}
 	return e, nil

@@ -26,6 +26,15 @@ type Store struct {
 // missing). Unless cfg.SkipCreateTable, missing tables are created. On
 // error nothing is left open.
 //
+// Open checks that the store was written as cfg says to read it (see
+// [CheckPipeline]): a store whose states are encrypted or compressed
+// otherwise than cfg.CipherKey and cfg.Compress say is a *[PipelineError]
+// naming the variable to set (CIPHER_KEY, COMPRESSOR_TOPIC), rather than a
+// store no reader can read, or one that mixes two configurations. A
+// program with a Cipher or Compressor of its own, which the configuration
+// does not describe, opens its store with [OpenAppConfig] and those in
+// [AppOptions], which checks against them.
+//
 // As with the Python library, each application has a database of its own
 // on SQLite: the tables have fixed names, so two applications opened on one
 // SQLite file would share one notification log.
@@ -43,6 +52,12 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 
 // openStore is Open without the check for read hosts.
 func openStore(ctx context.Context, cfg *Config) (*Store, error) {
+	return openStoreChecked(ctx, cfg, true)
+}
+
+// openStoreChecked is openStore, checking the stored states against cfg's
+// mapper options if checkPipeline.
+func openStoreChecked(ctx context.Context, cfg *Config, checkPipeline bool) (*Store, error) {
 	module := cfg.Module()
 	if module == ModuleMemory {
 		return &Store{Events: NewMemoryRecorder(), Snapshots: NewMemoryRecorder()}, nil
@@ -76,7 +91,30 @@ func openStore(ctx context.Context, cfg *Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	return &Store{Events: events, Snapshots: snapshots, DB: db}, nil
+	st := &Store{Events: events, Snapshots: snapshots, DB: db}
+	if checkPipeline {
+		opts, err := cfg.MapperOptions()
+		if err == nil {
+			err = st.checkPipeline(ctx, cfg, opts)
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// checkPipeline is CheckPipeline on the store's events, except that a
+// store opened with SkipCreateTable whose table is missing passes: its
+// first use reports it, as before.
+func (s *Store) checkPipeline(ctx context.Context, cfg *Config, opts *MapperOptions) error {
+	err := CheckPipeline(ctx, s.Events, opts)
+	var pe *PipelineError
+	if err != nil && !errors.As(err, &pe) && cfg.SkipCreateTable && errors.Is(err, ErrProgramming) {
+		return nil
+	}
+	return err
 }
 
 // Close closes the store's database, if it has one.
