@@ -54,17 +54,37 @@ func NewAESCipher(key []byte) (*AESCipher, error) {
 }
 
 // NewAESCipherBase64 returns an AES-GCM cipher for a key given in standard
-// base64, as CIPHER_KEY holds it.
+// base64, as CIPHER_KEY holds it and CreateKey returns it.
 func NewAESCipherBase64(key string) (*AESCipher, error) {
-	k, err := base64.StdEncoding.DecodeString(key)
+	k, err := DecodeKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cipher key is not standard base64: %v", ErrProgramming, err)
+		return nil, err
 	}
 	return NewAESCipher(k)
 }
 
-// CreateKey returns a new random AES key of n bytes (16, 24 or 32), as
-// standard base64 for CIPHER_KEY.
+// DecodeKey returns the bytes of an AES key given in standard base64, as
+// CreateKey returns it and CIPHER_KEY holds it: the form [Config.CipherKey]
+// and [NewAESCipher] take. It returns an error wrapping ErrProgramming,
+// which does not show the key, if key is not standard base64 or not of
+// 16, 24 or 32 bytes.
+func DecodeKey(key string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cipher key is not standard base64: %v", ErrProgramming, err)
+	}
+	switch len(k) {
+	case 16, 24, 32:
+	default:
+		return nil, fmt.Errorf("%w: AES key is %d bytes, want 16, 24 or 32", ErrProgramming, len(k))
+	}
+	return k, nil
+}
+
+// CreateKey returns a new random AES key of n bytes (16, 24 or 32) in
+// standard base64, as the Python library's AESCipher.create_key does: the
+// text for CIPHER_KEY. [DecodeKey] gives its bytes, for Config.CipherKey
+// (which is the key itself, not its text: the text put there is refused).
 func CreateKey(n int) (string, error) {
 	switch n {
 	case 16, 24, 32:

@@ -46,8 +46,12 @@ type Config struct {
 	// default they are created if missing (CREATE_TABLE=false sets it).
 	SkipCreateTable bool
 	// CipherKey, if not nil, encrypts stored states with AES-GCM under this
-	// 16, 24 or 32-byte key (CIPHER_KEY; as in the Python library, a key
-	// turns AES on even without CIPHER_TOPIC).
+	// 16, 24 or 32-byte key (CIPHER_KEY, which holds it in base64; as in
+	// the Python library, a key turns AES on even without CIPHER_TOPIC).
+	// It is the key's bytes: [DecodeKey] turns CreateKey's base64 text
+	// into them. The text itself is refused where it can be told from a
+	// key (CreateKey(16) and CreateKey(32)'s; CreateKey(24)'s 32 characters
+	// would be taken as a 32-byte key).
 	CipherKey []byte
 	// Compress compresses stored states with zlib before encryption
 	// (COMPRESSOR_TOPIC).
@@ -438,8 +442,10 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return &ConfigError{Name: "Config.PersistenceModule", Value: c.PersistenceModule, Reason: err.Error()}
 	}
-	if k := len(c.CipherKey); c.CipherKey != nil && k != 16 && k != 24 && k != 32 {
-		return &ConfigError{Name: "Config.CipherKey", Reason: fmt.Sprintf("AES key is %d bytes, want 16, 24 or 32", k)}
+	if c.CipherKey != nil {
+		if reason := cipherKeyProblem(c.CipherKey); reason != "" {
+			return &ConfigError{Name: "Config.CipherKey", Reason: reason}
+		}
 	}
 	switch m {
 	case ModuleSQLite:
@@ -498,6 +504,9 @@ func (c *Config) MapperOptions() (*MapperOptions, error) {
 		opts.Compressor = &ZlibCompressor{}
 	}
 	if c.CipherKey != nil {
+		if reason := cipherKeyProblem(c.CipherKey); reason != "" {
+			return nil, &ConfigError{Name: "Config.CipherKey", Reason: reason}
+		}
 		ci, err := NewAESCipher(c.CipherKey)
 		if err != nil {
 			return nil, &ConfigError{Name: "Config.CipherKey", Reason: err.Error()}
@@ -660,6 +669,29 @@ func parseSeconds(v string) (time.Duration, error) {
 }
 
 var errBadDuration = errors.New("want a duration >= 0: a number of seconds (5, 0.5) or a Go duration (5s, 250ms, 1m30s)")
+
+// cipherKeyProblem says what is wrong with an AES key's bytes, or returns
+// "". Never the key: it is a secret. A key that is the base64 text of a
+// key, as CreateKey returns it (44 characters for 32 bytes, 24 ending in
+// "==" for 16), is refused as the mistake it surely is; the 32 characters
+// of a 24-byte key's text cannot be told from a 32-byte key.
+func cipherKeyProblem(k []byte) string {
+	text := ""
+	if n := len(k); (n == 44 && k[43] == '=') || (n == 24 && k[22] == '=' && k[23] == '=') {
+		if d, err := base64.StdEncoding.DecodeString(string(k)); err == nil && (len(d) == 16 || len(d) == 32) {
+			text = fmt.Sprintf("it is the base64 text of a %d-byte key (as CreateKey returns it and CIPHER_KEY holds it): give its bytes, from DecodeKey", len(d))
+		}
+	}
+	switch n := len(k); {
+	case text != "" && n == 24:
+		return "AES key of 24 bytes, but " + text
+	case text != "":
+		return fmt.Sprintf("AES key is %d bytes, want 16, 24 or 32: %s", n, text)
+	case n != 16 && n != 24 && n != 32:
+		return fmt.Sprintf("AES key is %d bytes, want 16, 24 or 32", n)
+	}
+	return ""
+}
 
 // hostWithPort says why a PostgreSQL host (or a comma-separated list of
 // them) is refused for carrying a port ("127.0.0.1:5432", "[::1]:5432"),
