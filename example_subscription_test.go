@@ -162,7 +162,7 @@ func ExampleRunner() {
 	last, _ := auditRec.MaxTrackingID(ctx, "BankAccounts")
 	fmt.Println("tracked up to:", last)
 	// Output:
-	// runner: eventsourcing: runner BankAccounts stopped: context canceled
+	// runner: <nil>
 	// audit 1: 500 large=false
 	// audit 2: 50000 large=true
 	// tracked up to: 3

@@ -180,15 +180,25 @@ func startWaker(ctx context.Context, rec any, listen bool, h hinter) (stop func(
 // Between pages that did not fill up it waits for the recorder's wake-ups
 // or the poll interval. It advances only past notifications it delivered,
 // and assumes nothing about gaps in the IDs.
-func follow(ctx context.Context, rec ApplicationRecorder, after int64, o SubscribeOptions, deliver func([]Notification) bool) error {
+//
+// With stop above zero it reads only IDs up to stop, and returns nil at
+// the first page that does not fill up: every notification up to stop has
+// then been delivered (IDs become visible in ID order, so none below a
+// visible one can appear later).
+func follow(ctx context.Context, rec ApplicationRecorder, after, stop int64, o SubscribeOptions, deliver func([]Notification) bool) error {
 	parent := ctx
 	h := make(hinter, 1)
-	stop := startWaker(ctx, rec, !o.NoListen, h)
-	defer stop()
+	if stop == 0 { // with a stop, follow never waits
+		stopWaker := startWaker(ctx, rec, !o.NoListen, h)
+		defer stopWaker()
+	}
 	timer := time.NewTimer(o.PollInterval)
 	defer timer.Stop()
-	q := &NotificationQuery{ExclusiveStart: true, Topics: o.Topics}
+	q := &NotificationQuery{ExclusiveStart: true, Topics: o.Topics, Stop: stop}
 	last := after
+	if stop > 0 && last >= stop {
+		return nil
+	}
 	for {
 		// This query covers whatever the pending hint was for; a hint that
 		// comes while it runs makes the next wait end at once.
@@ -221,6 +231,9 @@ func follow(ctx context.Context, rec ApplicationRecorder, after int64, o Subscri
 		}
 		if len(ns) == o.PageSize {
 			continue
+		}
+		if stop > 0 {
+			return nil
 		}
 		timer.Reset(o.PollInterval)
 		select {
@@ -276,7 +289,7 @@ func Subscribe(ctx context.Context, rec ApplicationRecorder, after int64, opts *
 	o := opts.withDefaults()
 	return func(yield func(Notification, error) bool) {
 		ended := false
-		err := follow(ctx, rec, after, o, func(ns []Notification) bool {
+		err := follow(ctx, rec, after, 0, o, func(ns []Notification) bool {
 			for _, n := range ns {
 				if !yield(n, nil) {
 					ended = true
@@ -332,17 +345,35 @@ func (s *EventStore[E]) Subscribe(ctx context.Context, after int64, opts *Subscr
 // waitFirstPoll is WaitTracking's first wait between checks.
 const waitFirstPoll = 10 * time.Millisecond
 
+// TrackingRecorder reads the tracking records a downstream processor keeps:
+// the part of a [ProcessRecorder] that [WaitTracking] needs, and what a
+// [ProjectionStore] also is. [SQLRecorder], [MemoryRecorder] and
+// [MemoryView] are TrackingRecorders.
+type TrackingRecorder interface {
+	// MaxTrackingID returns the highest notification ID recorded for the
+	// upstream application, or 0 if there is none.
+	MaxTrackingID(ctx context.Context, applicationName string) (int64, error)
+	// HasTrackingID reports whether the upstream application's notification
+	// ID has been processed: it is at or below the highest one recorded.
+	HasTrackingID(ctx context.Context, applicationName string, notificationID int64) (bool, error)
+}
+
 // WaitTracking blocks until rec has recorded that the upstream application's
 // notification was processed (a tracking record at or above notificationID:
-// [ProcessRecorder.HasTrackingID]), or ctx ends (a wrapped ctx error). It is
+// [TrackingRecorder.HasTrackingID]), or ctx ends (a wrapped ctx error). It is
 // Python eventsourcing's TrackingRecorder.wait, with a context instead of a
-// timeout and an interrupt event.
+// timeout and an interrupt event. It waits as well for a [Projection]'s
+// tracking records (rec is then its [ProjectionStore]).
 //
 // It is woken as a subscription is (commits in this process, and LISTEN on
-// PostgreSQL, which notifies tracking records written with events), and
-// otherwise checks again after 10 ms, doubling the wait up to
-// DefaultPollInterval: it never polls tightly.
-func WaitTracking(ctx context.Context, rec ProcessRecorder, applicationName string, notificationID int64) error {
+// PostgreSQL, which notifies tracking records written with events or by a
+// projection), and otherwise checks again after 10 ms, doubling the wait up
+// to DefaultPollInterval: it never polls tightly.
+//
+// WaitTracking knows nothing of the processor: if it has stopped, the wait
+// lasts until ctx ends. [Runner.Wait] and [Projection.Wait] also return
+// when their runner stops.
+func WaitTracking(ctx context.Context, rec TrackingRecorder, applicationName string, notificationID int64) error {
 	done, err := rec.HasTrackingID(ctx, applicationName, notificationID)
 	if err != nil || done {
 		if err != nil && ctx.Err() != nil {
