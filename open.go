@@ -39,6 +39,12 @@ type Store struct {
 // on SQLite: the tables have fixed names, so two applications opened on one
 // SQLite file would share one notification log.
 func Open(ctx context.Context, cfg *Config) (*Store, error) {
+	return openConfigured(ctx, cfg, true)
+}
+
+// openConfigured is Open, checking the stored states against cfg's mapper
+// options if checkPipeline.
+func openConfigured(ctx context.Context, cfg *Config, checkPipeline bool) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -47,7 +53,7 @@ func Open(ctx context.Context, cfg *Config) (*Store, error) {
 		// reads on them: say so rather than ignore the setting.
 		return nil, fmt.Errorf("%w: %s is set: open the store with OpenReplicated to read from the standbys", ErrProgramming, EnvPostgresReadHosts)
 	}
-	return openStore(ctx, cfg)
+	return openStoreChecked(ctx, cfg, checkPipeline)
 }
 
 // openStore is Open without the check for read hosts.
