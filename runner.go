@@ -238,7 +238,10 @@ func (r *Runner[U, D]) RunUntilCaughtUp(ctx context.Context) error { return r.co
 // [ErrRunnerStopped] (and wrapping Run's error, if Run failed); or until
 // ctx ends (a wrapped ctx error). A runner that has not started yet is
 // waited for; one that has stopped, and not been started again, ends the
-// wait at once. With SubscribeOptions.Topics, wait for a notification of
+// wait at once (so a Wait that follows a new `go r.Run(ctx)` closely may
+// still see the previous run's end: wait for Status's Running first, or
+// call Wait from the goroutine that starts Run only after a first Run).
+// With SubscribeOptions.Topics, wait for a notification of
 // those topics: the tracking record may never reach one of another topic.
 func (r *Runner[U, D]) Wait(ctx context.Context, notificationID int64) error {
 	return r.core.wait(ctx, notificationID)
@@ -346,6 +349,24 @@ func (e *notificationError) Error() string {
 }
 
 func (e *notificationError) Unwrap() error { return e.err }
+
+// stoppedError is Wait's error when the runner stopped: ErrRunnerStopped,
+// and what Run returned, if it failed.
+type stoppedError struct {
+	what, name string
+	err        error
+}
+
+func (e *stoppedError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("eventsourcing: %s %s stopped", e.what, e.name)
+	}
+	return fmt.Sprintf("eventsourcing: %s %s stopped: %s", e.what, e.name, e.err)
+}
+
+func (e *stoppedError) Is(target error) bool { return target == ErrRunnerStopped }
+
+func (e *stoppedError) Unwrap() error { return e.err }
 
 // runCore is the loop a Runner and a Projection share, and their state.
 // handle and skip are what differs: how a batch is processed and
@@ -644,10 +665,7 @@ func (c *runCore) wait(ctx context.Context, id int64) error {
 			if done, err := c.down.HasTrackingID(ctx, c.name, id); err == nil && done {
 				return nil
 			}
-			if endErr != nil {
-				return fmt.Errorf("eventsourcing: %s %s: %w: %w", c.what, c.name, ErrRunnerStopped, endErr)
-			}
-			return fmt.Errorf("eventsourcing: %s %s: %w", c.what, c.name, ErrRunnerStopped)
+			return &stoppedError{what: c.what, name: c.name, err: endErr}
 		}
 		select {
 		case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -630,5 +631,276 @@ func TestRunnerOverlappingBatches(t *testing.T) {
 			}
 			checkDownstream(t, up, down, "Up", last)
 		})
+	}
+}
+
+// A handler that loads its own downstream aggregate and appends to it:
+// with batching, the handlers of one batch do not see each other's events,
+// so the second would return the version the first returned. The runner
+// cuts the batch there (commits the first, handles the second again), so
+// nothing fails and every version is written once.
+func TestRunnerBatchReadsOwnWrites(t *testing.T) {
+	for _, b := range runnerBackends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			up, down := b.open(t)
+			us, ds := upStore(t, up), downStore(t, down)
+			last := putUp(t, us, 20)
+			agg := uuid.New()
+			appendTo := func(ctx context.Context, u es.Recorded[*upEvent]) ([]*downEvent, error) {
+				evs, err := ds.Get(ctx, agg, nil)
+				if err != nil {
+					return nil, err
+				}
+				return []*downEvent{{DomainEvent: es.NewDomainEvent(agg, int64(len(evs))+1), Upstream: u.ID, N: u.Event.N}}, nil
+			}
+			r, err := es.NewRunner("Up", us, ds, appendTo, &es.RunnerOptions{BatchSize: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.RunUntilCaughtUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			checkDownstream(t, up, down, "Up", last)
+			evs, err := ds.Get(ctx, agg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range evs {
+				if e.OriginatorVersion() != int64(i+1) || e.Upstream != int64(i+1) {
+					t.Fatalf("event %d: version %d for notification %d", i, e.OriginatorVersion(), e.Upstream)
+				}
+			}
+			// Two events of one version for one notification: the handler's
+			// error, saying so.
+			last = putUp(t, us, 1)
+			twice := func(ctx context.Context, u es.Recorded[*upEvent]) ([]*downEvent, error) {
+				e := es.NewDomainEvent(uuid.New(), 1)
+				return []*downEvent{{DomainEvent: e}, {DomainEvent: e}}, nil
+			}
+			if r, err = es.NewRunner("Up", us, ds, twice, nil); err != nil {
+				t.Fatal(err)
+			}
+			err = r.RunUntilCaughtUp(ctx)
+			if !errors.Is(err, es.ErrIntegrity) || !strings.Contains(err.Error(), "twice for this one notification") || !strings.Contains(err.Error(), fmt.Sprint("notification ", last)) {
+				t.Fatalf("RunUntilCaughtUp: %v, want an integrity error saying the handler returned a version twice for notification %d", err, last)
+			}
+		})
+	}
+}
+
+// failingAt returns a handler that fails every notification with ID id.
+func failingAt(id int64, err error) es.Handler[*upEvent, *downEvent] {
+	return func(ctx context.Context, u es.Recorded[*upEvent]) ([]*downEvent, error) {
+		if u.ID == id {
+			return nil, err
+		}
+		return handleOne(ctx, u)
+	}
+}
+
+func TestRunnerLifecycle(t *testing.T) {
+	boom := errors.New("boom")
+	t.Run("WaiterSeesFailureAtOnce", func(t *testing.T) {
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		last := putUp(t, us, 10)
+		r, err := es.NewRunner("Up", us, downStore(t, down), failingAt(3, boom), &es.RunnerOptions{BatchSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// A waiter that starts before Run.
+		waited := make(chan error, 1)
+		go func() { waited <- r.Wait(ctx, last) }()
+		time.Sleep(10 * time.Millisecond)
+		runErr := r.Run(ctx)
+		if !errors.Is(runErr, boom) {
+			t.Fatalf("Run: %v, want the handler's error", runErr)
+		}
+		start := time.Now()
+		select {
+		case err := <-waited:
+			if !errors.Is(err, es.ErrRunnerStopped) || !errors.Is(err, boom) {
+				t.Fatalf("Wait: %v, want ErrRunnerStopped and the handler's error", err)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("Wait did not return within 1 s of Run's failure")
+		}
+		// A waiter that starts after: at once, too; one for a notification
+		// processed: nil.
+		if err := r.Wait(ctx, last); !errors.Is(err, boom) || time.Since(start) > time.Second {
+			t.Fatalf("Wait after the failure: %v after %v", err, time.Since(start))
+		}
+		if err := r.Wait(ctx, 2); err != nil {
+			t.Fatalf("Wait for a processed notification: %v", err)
+		}
+		st, err := r.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Position != 2 || st.UpstreamHead != last || st.Lag != last-2 || st.Running || !errors.Is(st.LastError, boom) {
+			t.Errorf("status %+v, want position 2, head %d, lag %d, the handler's error", st, last, last-2)
+		}
+	})
+	t.Run("WaitAndStop", func(t *testing.T) {
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		last := putUp(t, us, 10)
+		r, err := es.NewRunner("Up", us, downStore(t, down), handleOne, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := startRunner(r)
+		if err := r.Wait(context.Background(), last); err != nil {
+			t.Fatal(err)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("Run after its context ended: %v, want nil", err)
+		}
+		if err := r.Wait(context.Background(), last+1); !errors.Is(err, es.ErrRunnerStopped) || errors.Unwrap(err) != nil {
+			t.Fatalf("Wait after a normal stop: %v, want ErrRunnerStopped alone", err)
+		}
+		// A wait bounded by its own context.
+		stop = startRunner(r)
+		waitRunning(t, r.Status)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := r.Wait(ctx, last+1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait for a notification that never comes: %v, want DeadlineExceeded", err)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("RunUntilCaughtUp", func(t *testing.T) {
+		for _, b := range runnerBackends {
+			t.Run(b.name, func(t *testing.T) {
+				ctx := context.Background()
+				up, down := b.open(t)
+				us, ds := upStore(t, up), downStore(t, down)
+				last := putUp(t, us, 250)
+				obs := &batchObserver{}
+				r, err := es.NewRunner("Up", us, ds, handleOne, &es.RunnerOptions{BatchSize: 50, Observer: obs, Subscribe: es.SubscribeOptions{PageSize: 70}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- r.RunUntilCaughtUp(ctx) }()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatal(err)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatal("RunUntilCaughtUp did not return")
+				}
+				checkDownstream(t, up, down, "Up", last)
+				// 250 notifications, pages of 70 (70, 70, 70, 40) in batches
+				// of 50: 50+20 three times, and 40.
+				if n := obs.batches.Load(); n != 7 {
+					t.Errorf("observer told of %d batches, want 7", n)
+				}
+				// Caught up already: returns at once; a context that ends
+				// first is an error (it did not catch up).
+				if err := r.RunUntilCaughtUp(ctx); err != nil {
+					t.Fatal(err)
+				}
+				putUp(t, us, 10)
+				cctx, cancel := context.WithCancel(ctx)
+				cancel()
+				if err := r.RunUntilCaughtUp(cctx); !errors.Is(err, context.Canceled) {
+					t.Fatalf("RunUntilCaughtUp with its context ended: %v, want context.Canceled", err)
+				}
+			})
+		}
+	})
+	t.Run("RunUntilCaughtUpTopics", func(t *testing.T) {
+		ctx := context.Background()
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		putUp(t, us, 5)
+		// The last notifications are of another topic.
+		if _, err := up.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "other:Event", State: []byte("{}")}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		topic, err := us.Mapper.Topic(&upEvent{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := es.NewRunner("Up", us, downStore(t, down), handleOne, &es.RunnerOptions{Subscribe: es.SubscribeOptions{Topics: []string{topic}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.RunUntilCaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := down.MaxTrackingID(ctx, "Up"); n != 5 {
+			t.Fatalf("tracked %d, want 5", n)
+		}
+	})
+	t.Run("PoisonSkipped", func(t *testing.T) {
+		ctx := context.Background()
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		last := putUp(t, us, 10)
+		// An event that cannot be decoded is poison too.
+		bad, err := up.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: uuid.New(), OriginatorVersion: 1, Topic: "unknown:Topic", State: []byte("{}")}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = putUp(t, us, 5)
+		var skipped []int64
+		obs := &batchObserver{}
+		r, err := es.NewRunner("Up", us, downStore(t, down), failingAt(4, boom), &es.RunnerOptions{BatchSize: 3, Observer: obs,
+			OnSkip: func(ctx context.Context, n es.Notification, err error) error {
+				skipped = append(skipped, n.ID)
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.RunUntilCaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(skipped, []int64{4, bad[0]}) {
+			t.Fatalf("skipped %v, want [4 %d]", skipped, bad[0])
+		}
+		st, err := r.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Skipped != 2 || st.LastSkipped != bad[0] || st.Position != last || !errors.Is(st.LastError, es.ErrUnknownTopic) {
+			t.Errorf("status %+v, want 2 skipped, the last %d, position %d, the unknown topic last", st, bad[0], last)
+		}
+		if obs.skips.Load() != 2 {
+			t.Errorf("observer told of %d skips, want 2", obs.skips.Load())
+		}
+		// Each skipped notification is tracked, with no downstream event.
+		got, err := down.SelectNotifications(ctx, 0, 100, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != int(last)-2 {
+			t.Errorf("%d downstream events, want %d", len(got), last-2)
+		}
+	})
+}
+
+// waitRunning waits until status says the runner runs.
+func waitRunning(t *testing.T, status func(context.Context) (es.RunnerStatus, error)) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		st, err := status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the runner did not start")
+		}
 	}
 }
