@@ -1,36 +1,45 @@
-// Command bankaccount is a small event-sourced bank account: an aggregate
-// with commands, saved and loaded through a repository that takes a
-// snapshot every few events and retries commands that meet a concurrent
-// writer; then it lists the notification log.
+// Command bankaccount is a small event-sourced bank: accounts saved and
+// loaded through a repository, and a read model of their balances kept in
+// an ordinary SQL table by a projection, exactly once, however often the
+// program stops and runs again.
 //
-// By default it stores everything in an embedded SQLite file in the
-// system's temporary directory, so it needs no server:
+// By default it stores everything in an SQLite file in the system's
+// temporary directory, so it needs no server:
 //
 //	go run ./examples/bankaccount
 //
-// The environment chooses another store, as for the Python library:
+// Run it again: the projection catches up with what it has not applied,
+// the same accounts get new deposits, and the balances grow. The
+// environment configures it as any application of this library (or of the
+// Python library):
 //
-//	PERSISTENCE_MODULE=memory go run ./examples/bankaccount
+//	SQLITE_DBNAME=bank.db go run ./examples/bankaccount
 //	PERSISTENCE_MODULE=postgres POSTGRES_HOST=127.0.0.1 POSTGRES_DBNAME=test \
 //	    POSTGRES_USER=postgres POSTGRES_PASSWORD= go run ./examples/bankaccount
 //
-// CIPHER_TOPIC, CIPHER_KEY and COMPRESSOR_TOPIC turn on encryption and
-// compression (see the README's configuration reference).
+// CIPHER_KEY (a base64 AES key) and COMPRESSOR_TOPIC=zlib encrypt and
+// compress events and snapshots alike. A store remembers how it was
+// written: opening it with another setting fails, naming the variable.
 package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/google/uuid"
 
 	es "github.com/seed06b138f8/eventsourcing"
 	_ "github.com/seed06b138f8/eventsourcing/dialect/postgres"
 	_ "github.com/seed06b138f8/eventsourcing/dialect/sqlite"
 )
 
-// The account's events, registered under explicit topics in run.
+// The account's events. Each embeds DomainEvent: the account's ID, the
+// event's version and its time.
 type (
 	Opened struct {
 		es.DomainEvent
@@ -68,12 +77,7 @@ func (a *Account) Apply(e es.Event) {
 
 var errInsufficientFunds = errors.New("insufficient funds")
 
-// Open, Deposit and Withdraw are the commands: they check, then trigger.
-func Open(fullName string) (*Account, error) {
-	a := &Account{}
-	return a, es.Trigger(a, &Opened{FullName: fullName})
-}
-
+// Deposit and Withdraw are commands: they check, then trigger an event.
 func (a *Account) Deposit(amount int64) error { return es.Trigger(a, &Deposited{Amount: amount}) }
 
 func (a *Account) Withdraw(amount int64) error {
@@ -83,124 +87,123 @@ func (a *Account) Withdraw(amount int64) error {
 	return es.Trigger(a, &Withdrawn{Amount: amount})
 }
 
+// account returns the account of owner (its ID is made from the name, so
+// every run finds the same one): loaded, or opened if it has no events.
+func account(ctx context.Context, app *es.App[*Account], owner string) (*Account, error) {
+	id := uuid.NewSHA1(uuid.NameSpaceURL, []byte("bankaccount:"+owner))
+	a, err := app.Load(ctx, id)
+	if errors.Is(err, es.ErrAggregateNotFound) {
+		a = &Account{Root: es.NewRoot(id)}
+		err = es.Trigger(a, &Opened{FullName: owner})
+	}
+	return a, err
+}
+
+// project is the balances projection's handler: it writes one event into
+// the balances table, in the transaction that records the event's
+// notification as applied.
+func project(ctx context.Context, tx *sql.Tx, r es.Recorded[es.Event]) error {
+	var err error
+	switch e := r.Event.(type) {
+	case *Opened:
+		_, err = tx.ExecContext(ctx, "INSERT INTO balances (account, owner, cents) VALUES ($1, $2, 0)", e.Originator.String(), e.FullName)
+	case *Deposited:
+		_, err = tx.ExecContext(ctx, "UPDATE balances SET cents = cents + $1 WHERE account = $2", e.Amount, e.Originator.String())
+	case *Withdrawn:
+		_, err = tx.ExecContext(ctx, "UPDATE balances SET cents = cents - $1 WHERE account = $2", e.Amount, e.Originator.String())
+	}
+	return err
+}
+
 func main() {
-	if err := run(context.Background()); err != nil {
+	if err := run(context.Background(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bankaccount:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
-	// The environment, as for the Python library; without it, an SQLite
-	// file in the temporary directory.
-	defaults := map[string]string{
-		es.EnvPersistenceModule: es.ModuleSQLite,
-		es.EnvSQLiteDBName:      filepath.Join(os.TempDir(), "eventsourcing-bankaccounts.db"),
-	}
-	cfg, err := es.LoadConfig("BankAccounts", func(key string) (string, bool) {
-		if v, ok := os.LookupEnv(key); ok {
-			return v, true
-		}
-		v, ok := defaults[key]
-		return v, ok
+func run(ctx context.Context, w io.Writer) error {
+	// The configuration comes from the environment; these are the defaults.
+	app, err := es.OpenApp[*Account](ctx, "BankAccounts", &es.AppOptions{
+		Defaults: map[string]string{
+			es.EnvPersistenceModule: es.ModuleSQLite,
+			es.EnvSQLiteDBName:      filepath.Join(os.TempDir(), "eventsourcing-bankaccount.db"),
+		},
+		// Explicit topics: stored events keep theirs for ever, whatever
+		// happens to this package's import path.
+		Topics: map[string]es.Event{
+			"bankaccount:Opened": &Opened{}, "bankaccount:Deposited": &Deposited{}, "bankaccount:Withdrawn": &Withdrawn{},
+		},
+		AggregateTopic: "bankaccount:Account",
+		Repository:     es.RepositoryOptions{SnapshotEvery: 3},
 	})
 	if err != nil {
 		return err
 	}
-	store, err := es.Open(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	fmt.Println("store:", cfg.Module(), cfg.SQLite.DBName)
-	opts, err := cfg.MapperOptions()
-	if err != nil {
-		return err
-	}
+	defer app.Close()
+	fmt.Fprintln(w, "store:", app.Config.Module(), app.Config.SQLite.DBName+app.Config.Postgres.DBName)
 
-	// Explicit topics: stored events keep their topic for ever, whatever
-	// happens to this package's import path. The aliases read what earlier
-	// versions of this example wrote under Go's default topics.
-	mapper := es.NewMapper[es.Event](opts)
-	if err := errors.Join(
-		mapper.RegisterTopic("bankaccount:Opened", &Opened{}, "main:Opened"),
-		mapper.RegisterTopic("bankaccount:Deposited", &Deposited{}, "main:Deposited"),
-		mapper.RegisterTopic("bankaccount:Withdrawn", &Withdrawn{}, "main:Withdrawn"),
-	); err != nil {
+	// The read model is a table of the application's own, in the same
+	// database as the events and the projection's tracking records.
+	rec, ok := app.Store.Events.(*es.SQLRecorder)
+	if !ok {
+		return errors.New("the balances table needs a database: set PERSISTENCE_MODULE to sqlite or postgres")
+	}
+	if _, err := app.Store.DB.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, owner TEXT NOT NULL, cents BIGINT NOT NULL)"); err != nil {
 		return err
 	}
-	snapshots, err := es.NewSnapshotStore[*Account]("bankaccount:Account", opts, store.Snapshots)
+	balances, err := es.NewProjection("Balances", app.Events, rec, project, nil)
 	if err != nil {
 		return err
 	}
-	accounts, err := es.NewRepository(es.NewEventStore(mapper, store.Events), snapshots, &es.RepositoryOptions{SnapshotEvery: 3})
-	if err != nil {
+	// Restart: apply what earlier runs recorded and the projection has not
+	// applied yet (everything, the first time), then follow new events.
+	if err := balances.RunUntilCaughtUp(ctx); err != nil {
 		return err
 	}
-	start, err := store.Events.MaxNotificationID(ctx)
-	if err != nil {
-		return err
-	}
+	fmt.Fprintln(w, "the balances projection has caught up with earlier runs")
+	follow, stop := context.WithCancel(ctx)
+	defer stop()
+	stopped := make(chan error, 1)
+	go func() { stopped <- balances.Run(follow) }()
 
-	// Open an account: a new aggregate is saved like any other.
-	acct, err := Open("Alice")
+	alice, err1 := account(ctx, app, "Alice")
+	bob, err2 := account(ctx, app, "Bob")
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	// A transfer changes two accounts: Save records both, or neither.
+	if err := errors.Join(alice.Deposit(10000), alice.Withdraw(2550), bob.Deposit(2550)); err != nil {
+		return err
+	}
+	ids, err := app.Save(ctx, alice, bob)
 	if err != nil {
 		return err
 	}
-	if err := acct.Deposit(10000); err != nil {
-		return err
-	}
-	if _, err := accounts.Save(ctx, acct); err != nil {
-		return err
-	}
-	id := acct.ID()
-	fmt.Printf("opened account %s and deposited 100.00\n", id)
-
+	fmt.Fprintln(w, "deposited 100.00 into Alice's account and transferred 25.50 to Bob's")
 	// Update loads, runs the command and saves, again if another writer
-	// got in first. Version 3 is a multiple of 3: a snapshot is taken.
-	if _, err := accounts.Update(ctx, id, func(a *Account) error { return a.Withdraw(2550) }); err != nil {
+	// saved the account first; here the command refuses.
+	_, err = app.Update(ctx, alice.ID(), func(a *Account) error { return a.Withdraw(100_000_000) })
+	fmt.Fprintln(w, "withdrawing 1000000.00 was refused:", err)
+
+	// Read your writes: wait until the projection has applied the transfer.
+	if err := balances.Wait(ctx, ids[len(ids)-1]); err != nil {
 		return err
 	}
-	fmt.Println("withdrew 25.50")
-	_, err = accounts.Update(ctx, id, func(a *Account) error { return a.Withdraw(1_000_000) })
-	fmt.Println("withdrawing 10000.00 was refused:", err)
-
-	// A write decided on an old version is refused: reload and decide again.
-	stale, err := accounts.Load(ctx, id)
+	rows, err := app.Store.DB.QueryContext(ctx, "SELECT owner, cents FROM balances ORDER BY owner")
 	if err != nil {
 		return err
 	}
-	if _, err := accounts.Update(ctx, id, func(a *Account) error { return a.Deposit(1234) }); err != nil {
-		return err
+	defer rows.Close()
+	fmt.Fprintln(w, "balances (from the balances table):")
+	for rows.Next() {
+		var owner string
+		var cents int64
+		if err := rows.Scan(&owner, &cents); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  %-6s %8d.%02d\n", owner, cents/100, cents%100)
 	}
-	fmt.Println("deposited 12.34")
-	if err := stale.Deposit(1); err != nil {
-		return err
-	}
-	if _, err := accounts.Save(ctx, stale); !errors.Is(err, es.ErrIntegrity) {
-		return fmt.Errorf("a stale write was not refused: %v", err)
-	}
-	fmt.Printf("a deposit decided on version %d was refused: another writer saved first\n", stale.Version()-1)
-
-	acct, err = accounts.Load(ctx, id)
-	if err != nil {
-		return err
-	}
-	snap, err := snapshots.Latest(ctx, id, 0)
-	if err != nil || snap == nil {
-		return fmt.Errorf("no snapshot: %v", err)
-	}
-	fmt.Printf("account of %s at version %d: balance %d.%02d (loaded from the snapshot at version %d and the events after it)\n",
-		acct.FullName, acct.Version(), acct.Balance/100, acct.Balance%100, snap.Version)
-
-	// The layer below: the notification log, as a downstream reader sees it.
-	fmt.Println("notification log (this run):")
-	notes, err := store.Events.SelectNotifications(ctx, start, 100, &es.NotificationQuery{ExclusiveStart: true})
-	if err != nil {
-		return err
-	}
-	for _, n := range notes {
-		fmt.Printf("  %d  %-22s v%d\n", n.ID, n.Topic, n.OriginatorVersion)
-	}
-	return nil
+	stop() // a normal stop: Run returns nil
+	return errors.Join(rows.Err(), <-stopped)
 }
