@@ -563,12 +563,19 @@ func auditSQLiteDSN(path string, busy time.Duration) string {
 		path, max(1, busy.Milliseconds()))
 }
 
+// pause returns a random pause between real faults: 10 to 40 ms at rate
+// 1, longer at a lower rate.
+func pause(rng *rand.Rand, rate float64) time.Duration {
+	return time.Duration(float64(10+rng.IntN(30)) / rate * float64(time.Millisecond))
+}
+
 // runTerminator terminates one of the backends whose application_name is
-// app, from the side session db, every few milliseconds until ctx ends.
+// app, from the side session db, at random pauses (see pause) until ctx
+// ends.
 func runTerminator(ctx context.Context, db *sql.DB, app string, s *faultSchedule, rng *rand.Rand) {
 	const q = `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
 		WHERE application_name = $1 AND pid <> pg_backend_pid() ORDER BY random() LIMIT 1) t WHERE done`
-	for sleepCtx(ctx, time.Duration(10+rng.IntN(30))*time.Millisecond) {
+	for sleepCtx(ctx, pause(rng, s.rate[faultTerminate])) {
 		var n int
 		if err := db.QueryRowContext(ctx, q, app).Scan(&n); err == nil {
 			s.count(faultTerminate, n)
@@ -577,10 +584,10 @@ func runTerminator(ctx context.Context, db *sql.DB, app string, s *faultSchedule
 }
 
 // runTableLocker holds table locked IN EXCLUSIVE MODE from the side
-// session db, for hold at a time, every few tens of milliseconds until ctx
+// session db, for hold to twice that at a time, at random pauses until ctx
 // ends, so that the recorder's lock_timeout fires.
 func runTableLocker(ctx context.Context, db *sql.DB, table string, hold time.Duration, s *faultSchedule, rng *rand.Rand) {
-	for sleepCtx(ctx, time.Duration(10+rng.IntN(40))*time.Millisecond) {
+	for sleepCtx(ctx, pause(rng, s.rate[faultTableLock])) {
 		tx, err := db.BeginTx(context.WithoutCancel(ctx), nil)
 		if err != nil {
 			continue

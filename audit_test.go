@@ -732,13 +732,13 @@ var (
 )
 
 // auditRates are the chances that an opportunity faults, in a run that
-// faults one point; a run that faults every point uses a quarter of each.
-// The real faults are on or off.
+// faults one point; a run that faults every point uses an eighth of each.
+// A real fault's rate is its intensity: at 1, one every 10 to 40 ms.
 var auditRates = [numFaults]float64{
 	faultConnect: 0.5, faultCheckout: 0.5, faultBegin: 0.5, faultLock: 0.5, faultInsert: 0.4,
 	faultTracking: 0.5, faultNotify: 0.5, faultSavepoint: 0.5, faultCommitUnsent: 0.4,
 	faultCommitLost: 0.4, faultCommitReplyLost: 0.4, faultCommitServerError: 0.4,
-	faultTerminate: 1, faultTableLock: 1,
+	faultTerminate: 0.5, faultTableLock: 1,
 }
 
 // auditRun is one run: a configuration, a fault schedule, and the work.
@@ -798,10 +798,7 @@ func (b auditBackend) runs(seed uint64, round int) []auditRun {
 	for _, m := range b.mixed {
 		var rates [numFaults]float64
 		for _, f := range b.faults {
-			rates[f] = auditRates[f]
-			if rates[f] < 1 {
-				rates[f] /= 4
-			}
+			rates[f] = auditRates[f] / 8
 		}
 		what := "all"
 		if len(b.faults) == 0 {
@@ -1012,7 +1009,7 @@ func sqliteAuditBackend(t *testing.T) auditBackend {
 		open: func(t *testing.T, run auditRun, s *faultSchedule, obs *auditObserver) *auditTarget {
 			path := filepath.Join(t.TempDir(), "audit.db")
 			db := sql.OpenDB(&auditConnector{inner: sqliteConnector(t, path, time.Second), s: s, errs: errs})
-			auditPool(t, db, 20*time.Millisecond)
+			auditPool(t, db, 2, 20*time.Millisecond)
 			viewDB, err := sqlite.Open(context.Background(), path, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -1026,9 +1023,10 @@ func sqliteAuditBackend(t *testing.T) auditBackend {
 }
 
 // auditPool sets the faulted pool up so that connections are opened again
-// often (and so faulted there), after lifetime, and closes it at the end.
-func auditPool(t *testing.T, db *sql.DB, lifetime time.Duration) {
-	db.SetMaxIdleConns(2)
+// often (and so faulted there): after lifetime, and beyond idle idle ones;
+// and closes it at the end.
+func auditPool(t *testing.T, db *sql.DB, idle int, lifetime time.Duration) {
+	db.SetMaxIdleConns(idle)
 	db.SetConnMaxLifetime(lifetime)
 	t.Cleanup(func() { db.Close() })
 }
@@ -1047,7 +1045,7 @@ func postgresAuditBackend(t *testing.T) auditBackend {
 	errs := postgresFaultErrors()
 	return auditBackend{
 		name:     "postgres",
-		calls:    20,
+		calls:    24,
 		deadline: 20 * time.Millisecond,
 		faults: []auditFault{faultConnect, faultCheckout, faultBegin, faultLock, faultInsert, faultTracking, faultNotify,
 			faultSavepoint, faultCommitUnsent, faultCommitLost, faultCommitReplyLost, faultCommitServerError,
@@ -1065,8 +1063,10 @@ func postgresAuditBackend(t *testing.T) auditBackend {
 			// server crash: commits need not wait for the disk.
 			cfg.RuntimeParams["synchronous_commit"] = "off"
 			db := sql.OpenDB(&auditConnector{inner: stdlib.GetConnector(*cfg), s: s, errs: errs})
+			// A PostgreSQL connection takes milliseconds to open: the pool
+			// keeps them longer.
 			db.SetMaxOpenConns(8)
-			auditPool(t, db, 500*time.Millisecond) // a PostgreSQL connection takes milliseconds to open
+			auditPool(t, db, 8, 500*time.Millisecond)
 			opts := run.mode.opts
 			opts.Observer, opts.Schema, opts.LockTimeout = obs, schema, auditLockTimeout
 			opts.Table, opts.TrackingTable = pgtest.UniqueName("audit_ev"), pgtest.UniqueName("audit_tr")
