@@ -42,8 +42,11 @@ func printEvent(p *printer, dec *stateDecoder, id int64, snapshot bool, e es.Sto
 	}
 	p.record(l)
 	head := fmt.Sprintf("%d", id)
-	if snapshot {
+	switch {
+	case snapshot:
 		head = "snapshot"
+	case id == 0:
+		head = "event"
 	}
 	state := string(plain)
 	if err != nil {
@@ -77,6 +80,9 @@ func runLog(ctx context.Context, c *cli, args []string) error {
 	}
 	defer s.close()
 	if err := s.requireEvents(); err != nil {
+		return err
+	}
+	if err := s.checkConfiguration(ctx); err != nil {
 		return err
 	}
 	p := newPrinter(c.stdout, f.json)
@@ -165,6 +171,9 @@ func runEvents(ctx context.Context, c *cli, args []string) error {
 	}
 	defer s.close()
 	if err := s.requireEvents(); err != nil {
+		return err
+	}
+	if err := s.checkConfiguration(ctx); err != nil {
 		return err
 	}
 	p := newPrinter(c.stdout, f.json)

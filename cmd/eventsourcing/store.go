@@ -368,3 +368,37 @@ func (s *store) close() { s.db.Close() }
 
 // postgresDialect reports whether the store is on PostgreSQL.
 func isPostgres(d es.Dialect) bool { return d.Name() == es.ModulePostgres }
+
+// checkConfiguration fails a command at once, rather than on every row,
+// when neither the oldest nor the newest state of the events table reads:
+// then the configuration, not the store, is wrong (most likely CIPHER_KEY
+// or COMPRESSOR_TOPIC), and the error says which setting reads them.
+func (s *store) checkConfiguration(ctx context.Context) error {
+	r := tableReader{s.db, s.d}
+	first, err := r.eventsAfter(ctx, nil, s.events, 0, 1)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", s.events, err)
+	}
+	if len(first) == 0 || !first[0].State.Valid {
+		return nil
+	}
+	if _, err := s.dec.check(first[0].State.V, false); err == nil {
+		return nil
+	}
+	var maxID int64
+	if err := s.db.QueryRowContext(ctx, "SELECT MAX("+s.d.NotificationIDColumn()+") FROM "+s.events.Quote(s.d)).Scan(&maxID); err != nil {
+		return fmt.Errorf("read %s: %w", s.events, err)
+	}
+	last, err := r.eventsAfter(ctx, nil, s.events, maxID-1, 1)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", s.events, err)
+	}
+	if len(last) == 0 || !last[0].State.Valid {
+		return nil
+	}
+	if _, err = s.dec.check(last[0].State.V, false); err == nil {
+		return nil
+	}
+	return fmt.Errorf("neither the oldest (notification %d) nor the newest (notification %d) state of %s reads as configured (%s): %v; fix the configuration (or override it with -e NAME=VALUE)",
+		first[0].ID, last[0].ID, s.events, s.dec.describe(), err)
+}

@@ -118,7 +118,7 @@ func (v *verifier) run(ctx context.Context) error {
 	if err := v.tableObjects(ctx); err != nil {
 		return err
 	}
-	if err := v.configuration(ctx); err != nil {
+	if err := s.checkConfiguration(ctx); err != nil {
 		return err
 	}
 	if err := v.eventsByID(ctx); err != nil {
@@ -174,36 +174,6 @@ func (v *verifier) tableObjects(ctx context.Context) error {
 		v.bad(badRow{Table: s.events.String(), NotificationID: id, Reason: fmt.Sprintf("notification ID held by %d rows", n)})
 	}
 	return rows.Err()
-}
-
-// configuration fails verify at once, rather than report every row, when
-// neither the oldest nor the newest state reads: the configuration, not
-// the store, is wrong (most likely CIPHER_KEY or COMPRESSOR_TOPIC).
-func (v *verifier) configuration(ctx context.Context) error {
-	if v.maxID == 0 {
-		return nil
-	}
-	s := v.s
-	first, err := v.r.eventsAfter(ctx, nil, s.events, 0, 1)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", s.events, err)
-	}
-	last, err := v.r.eventsAfter(ctx, nil, s.events, v.maxID-1, 1)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", s.events, err)
-	}
-	if len(first) == 0 || len(last) == 0 || !first[0].State.Valid || !last[0].State.Valid {
-		return nil
-	}
-	if _, err := s.dec.check(first[0].State.V, false); err == nil {
-		return nil
-	}
-	_, err = s.dec.check(last[0].State.V, false)
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("neither the oldest (notification %d) nor the newest (notification %d) state of %s reads as configured (%s): %v; fix the configuration, then verify again",
-		first[0].ID, last[0].ID, s.events, s.dec.describe(), err)
 }
 
 // eventsByID reads the events table in notification order: IDs, columns
