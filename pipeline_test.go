@@ -2,16 +2,19 @@ package eventsourcing_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 
 	es "github.com/seed06b138f8/eventsourcing"
+	"github.com/seed06b138f8/eventsourcing/dialect/sqlite"
 	"github.com/seed06b138f8/eventsourcing/internal/pgtest"
 )
 
@@ -287,5 +290,52 @@ func TestPipelineDecodeHint(t *testing.T) {
 		if !errors.Is(err, es.ErrSyntax) || strings.Contains(err.Error(), es.EnvCipherKey) || strings.Contains(err.Error(), es.EnvCompressorTopic) {
 			t.Errorf("got %v", err)
 		}
+	})
+}
+
+// TestPipelineInterop checks the Python library's stores (every SQLite
+// file of every vector set) against the configuration they were written
+// with, which passes, and against each other setting of the cipher and
+// the compressor, which each fail naming its variable.
+func TestPipelineInterop(t *testing.T) {
+	ctx := context.Background()
+	aes, err := es.NewAESCipherBase64(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachInteropSet(t, func(t *testing.T, m map[string]any) {
+		forEachInteropSQLite(t, m, func(t *testing.T, file map[string]any, env map[string]string, db *sql.DB) {
+			rec, err := es.NewSQLRecorder(ctx, db, sqlite.Dialect{}, &es.SQLOptions{MultiRowTracking: sqliteMultiRow(t, file)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := rec.MaxNotificationID(ctx); err != nil || n == 0 {
+				t.Skipf("no events (%v)", err)
+			}
+			_, _, opts := interopMappers(t, env)
+			if err := es.CheckPipeline(ctx, rec, opts); err != nil {
+				t.Fatalf("as written: %v", err)
+			}
+			otherCipher, otherCompressor := *opts, *opts
+			otherCipher.Cipher = aes
+			if opts.Cipher != nil {
+				otherCipher.Cipher = nil
+			}
+			otherCompressor.Compressor = es.ZlibCompressor{}
+			if opts.Compressor != nil {
+				otherCompressor.Compressor = nil
+			}
+			for v, o := range map[string]*es.MapperOptions{es.EnvCipherKey: &otherCipher, es.EnvCompressorTopic: &otherCompressor} {
+				err := es.CheckPipeline(ctx, rec, o)
+				var pe *es.PipelineError
+				if !errors.As(err, &pe) {
+					t.Errorf("%s changed: %v", v, err)
+					continue
+				}
+				if !slices.Contains(pe.Variables, v) {
+					t.Errorf("%s changed: %v", v, err)
+				}
+			}
+		})
 	})
 }
