@@ -698,3 +698,47 @@ func TestProjectionKilled(t *testing.T) {
 		})
 	}
 }
+
+// On PostgreSQL, WaitTracking in another session (another process's
+// recorder, on a pool of its own) is woken by the projection's commit
+// (NOTIFY), not only by its polling, which has slowed to once a second by
+// then.
+func TestProjectionWaitTrackingOtherSession(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.DB(t)
+	schema := pgtest.Schema(t, db)
+	up := newSQLRecorder(t, db, postgres.Dialect{}, pgtest.Schema(t, db), es.SQLOptions{AppName: "Up"})
+	down := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{AppName: "Down"})
+	v := viewSQL{d: postgres.Dialect{}, schema: schema}
+	v.create(t, db)
+	other, err := es.NewSQLRecorder(ctx, pgtest.DB(t), postgres.Dialect{}, &es.SQLOptions{AppName: "Down", Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := upStore(t, up)
+	p, err := es.NewProjection("Up", us, down, v.handler(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runProjection(p)
+	defer stop()
+	for i := range 3 {
+		last, _ := up.MaxNotificationID(ctx)
+		put := make(chan time.Time, 1)
+		go func() {
+			time.Sleep(2500 * time.Millisecond) // WaitTracking polls once a second by then
+			putUp(t, us, 1)
+			put <- time.Now()
+		}()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := es.WaitTracking(wctx, other, "Up", last+1)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(<-put); d > 300*time.Millisecond {
+			t.Fatalf("wait %d: WaitTracking in another session returned %v after the upstream commit, want it woken by the projection's NOTIFY", i, d)
+		}
+	}
+	v.check(t, db, replay(t, up, 3))
+}
