@@ -106,9 +106,20 @@ func (m *Mapper[E]) Register(events ...E) error {
 
 // RegisterTopic registers the type of event under topic, and under any
 // aliases. Events of the type are written under topic; stored events of
-// topic or of an alias are decoded into new values of the type: a struct
-// type, or a pointer to one, whose pointer has the method
-// SetOriginator(uuid.UUID, int64) (embed [DomainEvent]).
+// topic or of an alias are decoded into new values of the type: a pointer
+// to a struct whose pointer has the method SetOriginator(uuid.UUID, int64)
+// (embed [DomainEvent]). A struct value type is taken only by a mapper
+// whose E is that struct type: where E is an interface, the pointer is an
+// E too, and events are pointers (Trigger takes them, and the repository
+// saves them), while they are read back in the registered form.
+//
+// The transcoder must be able to write the type: a type it refuses (a
+// []byte field, a map with struct keys, a type with its own MarshalJSON,
+// own fields all unexported: see [Transcoder]) is refused here, with the
+// error writing an event of it would give, wrapping ErrUnsupportedType.
+// Register the transcodings such types need first. Values held in fields
+// of interface type are checked when written, as is everything if a
+// transcoding is registered later.
 //
 // Aliases keep events readable that were written under another topic:
 // before a package was renamed or moved (the default topic is the import
@@ -117,7 +128,8 @@ func (m *Mapper[E]) Register(events ...E) error {
 // under the same topic adds aliases.
 //
 // It returns an error wrapping ErrProgramming, and registers nothing, if
-// the type does not qualify, a topic is empty, the type is registered
+// the type does not qualify (with ErrUnsupportedType too, if the
+// transcoder refuses it), a topic is empty, the type is registered
 // already under another topic, or topic or an alias is registered already
 // for another type.
 func (m *Mapper[E]) RegisterTopic(topic string, event E, aliases ...string) error {
@@ -134,6 +146,14 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E, aliases ...string) erro
 	}
 	if !reflect.PointerTo(et.elem).Implements(reflect.TypeFor[originatorSetter]()) {
 		return fmt.Errorf("%w: event type %v has no method SetOriginator(uuid.UUID, int64) on its pointer (embed eventsourcing.DomainEvent)", ErrProgramming, typ)
+	}
+	if !et.ptr && reflect.TypeFor[E]().Kind() == reflect.Interface {
+		return fmt.Errorf("%w: event type %v is registered as a struct value: register a pointer to it (&%s{}), the form events take (Trigger and the repository give pointers, and events are read back in the registered form)",
+			ErrProgramming, typ, typ.Name())
+	}
+	m.init()
+	if err := m.transcoder.refusal(et.elem); err != nil {
+		return fmt.Errorf("%w: event type %v cannot be stored: %w", ErrProgramming, typ, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -201,7 +201,7 @@ type mRenamed struct { // class version 3: "name" was "title" in version 1, "lab
 
 func (mRenamed) ClassVersion() int { return 3 }
 
-type mValue struct { // registered as a value type
+type mValue struct { // registered as a value type by a Mapper[mValue]
 	es.DomainEvent
 	N int `json:"n"`
 }
@@ -218,7 +218,11 @@ func TestMapperRoundTrip(t *testing.T) {
 	for name, opts := range options {
 		t.Run(name, func(t *testing.T) {
 			m := es.NewMapper[es.Event](opts)
-			if err := m.Register(&mDeposited{}, mValue{}); err != nil {
+			if err := m.Register(&mDeposited{}); err != nil {
+				t.Fatal(err)
+			}
+			vm := es.NewMapper[mValue](opts) // a struct value type: only as the mapper's own type
+			if err := vm.Register(mValue{}); err != nil {
 				t.Fatal(err)
 			}
 			id := uuid.New()
@@ -246,13 +250,13 @@ func TestMapperRoundTrip(t *testing.T) {
 			if !ok || got.Originator != id || got.Version != 4 || !got.Timestamp.Equal(ts) || got.Amount != in.Amount || got.Note != "ok" {
 				t.Errorf("round trip: %#v", out)
 			}
-			se, err = m.ToStoredEvent(mValue{DomainEvent: es.NewDomainEvent(id, 5), N: 3})
+			se, err = vm.ToStoredEvent(mValue{DomainEvent: es.NewDomainEvent(id, 5), N: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err = m.FromStoredEvent(se)
-			if v, ok := out.(mValue); err != nil || !ok || v.N != 3 || v.Version != 5 {
-				t.Errorf("value type: %#v, %v", out, err)
+			v, err := vm.FromStoredEvent(se)
+			if err != nil || v.N != 3 || v.Version != 5 {
+				t.Errorf("value type: %#v, %v", v, err)
 			}
 		})
 	}
@@ -346,7 +350,7 @@ func FuzzMapperFromStoredEvent(f *testing.F) {
 	plain := es.NewMapper[es.Event](nil)
 	full := es.NewMapper[es.Event](&es.MapperOptions{Compressor: &es.ZlibCompressor{}, Cipher: aes})
 	for _, m := range []*es.Mapper[es.Event]{plain, full} {
-		m.Register(&mDeposited{}, mValue{})
+		m.Register(&mDeposited{}, &mValue{})
 		m.RegisterTopic("shop:Renamed", &mRenamed{})
 		m.Upcast("shop:Renamed", 1, func(s map[string]any) error { s["label"] = s["title"]; return nil })
 		m.Upcast("shop:Renamed", 2, func(s map[string]any) error { s["name"] = s["label"]; return nil })
@@ -473,7 +477,7 @@ func TestMapperClassVersionAlwaysChecked(t *testing.T) {
 	newMapper := func(t *testing.T, steps ...int) (*es.Mapper[es.Event], *[]int) {
 		t.Helper()
 		m := es.NewMapper[es.Event](nil)
-		if err := m.Register(&mDeposited{}, mValue{}); err != nil {
+		if err := m.Register(&mDeposited{}, &mValue{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := m.RegisterTopic(renamed, &mRenamed{}); err != nil {
@@ -515,7 +519,7 @@ func TestMapperClassVersionAlwaysChecked(t *testing.T) {
 		{"class_version null", []int{1, 2}, renamed, `{"name":"x","class_version":null}`, []string{renamed, "class_version"}, nil},
 		{"version 1 type, state at version 2", nil, deposited, `{"note":"x","class_version":2}`, []string{deposited, "class version 2", "1"}, nil},
 		{"version 1 type, state at version 99", nil, deposited, `{"class_version":99,"note":"x"}`, []string{deposited, "99", "1"}, nil},
-		{"version 1 value type, state at version 2", nil, value, `{"n":1,"class_version":2}`, []string{value, "class version 2", "1"}, nil},
+		{"version 1 type, another topic, state at version 2", nil, value, `{"n":1,"class_version":2}`, []string{value, "class version 2", "1"}, nil},
 		{"version 1 type, escaped key", nil, deposited, `{"note":"x","class_versio\u006e":2}`, []string{deposited, "class version 2", "1"}, nil},
 		{"version 1 type, class_version zero", nil, deposited, `{"note":"x","class_version":0}`, []string{deposited, "class_version"}, nil},
 

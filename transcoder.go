@@ -30,7 +30,10 @@ import (
 //     big.Float, a struct embedding time.Time, a user type), since its own
 //     JSON is neither its fields nor its underlying kind, which is all the
 //     transcoder would write; *big.Int, an integer, is the exception;
-//   - a struct with fields but none exported (and not all tagged "-");
+//   - a struct with fields of its own but none exported (and not all
+//     tagged "-"), even if a struct it embeds has exported fields (an
+//     event embedding [DomainEvent], whose timestamp alone would be
+//     written), and a struct embedding such a struct;
 //   - []byte: JSON has no bytes;
 //   - json.RawMessage: its bytes would be stored as given rather than as
 //     Python writes JSON, and could not be read back byte for byte; decode

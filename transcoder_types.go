@@ -58,8 +58,13 @@ func refusedType(typ reflect.Type) error {
 	if err != nil {
 		return err
 	}
-	if len(fields) == 0 && hidesState(typ, map[reflect.Type]bool{}) {
-		return fmt.Errorf("%w: %v has no exported fields, so its value would be lost: export them, or %s", ErrUnsupportedType, typ, register)
+	switch hidden := hiddenState(typ, map[reflect.Type]bool{}); {
+	case hidden == typ && len(fields) == 0:
+		return fmt.Errorf("%w: %v has no exported fields, so its value would be lost: export them (or tag them json:\"-\"), or %s", ErrUnsupportedType, typ, register)
+	case hidden == typ:
+		return fmt.Errorf("%w: %v has no exported fields of its own (only those of the structs it embeds), so its own values would be lost: export them (or tag them json:\"-\"), or %s", ErrUnsupportedType, typ, register)
+	case hidden != nil:
+		return fmt.Errorf("%w: %v embeds %v, which has no exported fields, so its values would be lost: export them (or tag them json:\"-\"), or %s", ErrUnsupportedType, typ, hidden, register)
 	}
 	return nil
 }
@@ -113,30 +118,48 @@ func (t *Transcoder) findRefusal(typ reflect.Type, visited map[reflect.Type]bool
 	return nil
 }
 
-// hidesState reports whether a struct has an unexported field not tagged
-// "-", directly or in an embedded struct.
-func hidesState(typ reflect.Type, walking map[reflect.Type]bool) bool {
+// hiddenState returns the struct, typ or one it embeds (at any depth),
+// whose own fields (those not tagged "-", embedded structs aside) are all
+// unexported, so that its values would be lost, or nil. A struct with no
+// fields of its own hides nothing; one with an exported field of its own
+// is written, its unexported fields dropped, as encoding/json drops them.
+// An event embedding DomainEvent, whose Timestamp is exported, is refused
+// if its own fields are all unexported.
+func hiddenState(typ reflect.Type, walking map[reflect.Type]bool) reflect.Type {
 	walking[typ] = true
+	own, exported := 0, 0
+	var embedded []reflect.Type
 	for i := range typ.NumField() {
 		sf := typ.Field(i)
-		if sf.Tag.Get("json") == "-" {
+		tag := sf.Tag.Get("json")
+		if tag == "-" {
 			continue
 		}
 		ft := sf.Type
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
-		if sf.Anonymous && ft.Kind() == reflect.Struct {
-			if !walking[ft] && hidesState(ft, walking) {
-				return true
-			}
+		if name, _, _ := strings.Cut(tag, ","); sf.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+			embedded = append(embedded, ft)
 			continue
 		}
-		if !sf.IsExported() {
-			return true
+		own++
+		if sf.IsExported() {
+			exported++
 		}
 	}
-	return false
+	if own > 0 && exported == 0 {
+		return typ
+	}
+	for _, ft := range embedded {
+		if walking[ft] {
+			continue
+		}
+		if h := hiddenState(ft, walking); h != nil {
+			return h
+		}
+	}
+	return nil
 }
 
 type field struct {
