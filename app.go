@@ -56,8 +56,10 @@ type AppOptions struct {
 //
 // Every part is the one the lower-level constructors make ([Open],
 // [NewMapper], [NewEventStore], [NewSnapshotStore], [NewRepository]), for
-// use with them: a [Runner] or projection on Events, a second repository
-// on Events and MapperOptions.
+// use with them: a [Runner] or a [Projection] following Events, a second
+// repository on Events and MapperOptions. On SQLite and PostgreSQL,
+// Store.Events is an *[SQLRecorder]: the [ProjectionStore] of a projection
+// whose tables are in the application's database.
 type App[A Aggregate] struct {
 	*Repository[A]
 	// Config is the configuration the App was opened with.
@@ -68,7 +70,8 @@ type App[A Aggregate] struct {
 	// make other mappers of the same store with them.
 	MapperOptions *MapperOptions
 	// Mapper maps the application's events; register event types,
-	// aliases, upcasters and transcodings with it before first use.
+	// aliases, upcasters and transcodings with it before first use. Its
+	// Transcoder is the snapshots' too.
 	Mapper *Mapper[Event]
 	// Events is the event store of the application's events.
 	Events *EventStore[Event]
