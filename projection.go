@@ -8,6 +8,7 @@ package eventsourcing
 import (
 	"context"
 	"fmt"
+	"reflect"
 )
 
 // A ProjectionStore is where a [Projection] keeps its view and its
@@ -88,7 +89,7 @@ func NewProjection[E Event, Tx any](name string, upstream *EventStore[E], store 
 		return nil, fmt.Errorf("%w: projection: invalid name %q", ErrProgramming, name)
 	case handle == nil:
 		return nil, fmt.Errorf("%w: projection %s: nil handler", ErrProgramming, name)
-	case store == nil:
+	case store == nil || isNilPointer(store):
 		return nil, fmt.Errorf("%w: projection %s: nil store", ErrProgramming, name)
 	case upstream == nil || upstream.Mapper == nil:
 		return nil, fmt.Errorf("%w: projection %s: nil upstream event store or mapper", ErrProgramming, name)
@@ -132,7 +133,8 @@ func (p *Projection[E, Tx]) RunUntilCaughtUp(ctx context.Context) error { return
 // [ErrRunnerStopped] (and wrapping Run's error, if Run failed); or until
 // ctx ends (a wrapped ctx error). A projection that has not started yet is
 // waited for; one that has stopped, and not been started again, ends the
-// wait at once.
+// wait at once (see [Runner.Wait]). With SubscribeOptions.Topics, wait for
+// a notification of those topics.
 func (p *Projection[E, Tx]) Wait(ctx context.Context, notificationID int64) error {
 	return p.core.wait(ctx, notificationID)
 }
@@ -206,4 +208,10 @@ func (p *Projection[E, Tx]) processOnce(ctx context.Context, ns []Notification) 
 		return p.core.tracked(ctx, ns, err)
 	}
 	return 0, fmt.Errorf("eventsourcing: projection %s: notifications %d to %d: %w", p.core.name, t.First, t.NotificationID, err)
+}
+
+// isNilPointer reports whether v is a nil pointer in a non-nil interface.
+func isNilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }

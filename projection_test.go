@@ -543,6 +543,9 @@ func TestProjectionInvalid(t *testing.T) {
 	if _, err := es.NewProjection[*upEvent, *memView]("Up", us, nil, applyMem, nil); !errors.Is(err, es.ErrProgramming) {
 		t.Errorf("nil store: %v, want ErrProgramming", err)
 	}
+	if _, err := es.NewProjection("Up", us, (*es.SQLRecorder)(nil), func(context.Context, *sql.Tx, es.Recorded[*upEvent]) error { return nil }, nil); !errors.Is(err, es.ErrProgramming) {
+		t.Errorf("nil *SQLRecorder: %v, want ErrProgramming", err)
+	}
 	if _, err := es.NewProjection("Up", upStore(t, snapshotOnly{}), view, applyMem, nil); !errors.Is(err, es.ErrProgramming) {
 		t.Errorf("upstream without notifications: %v, want ErrProgramming", err)
 	}
@@ -559,6 +562,44 @@ func TestProjectionInvalid(t *testing.T) {
 	}
 	if err := p.Reset(context.Background(), nil); !errors.Is(err, es.ErrProgramming) {
 		t.Errorf("Reset while running: %v, want ErrProgramming", err)
+	}
+}
+
+// A handler that panics ends Run with the panic; the runner can run again.
+func TestProjectionHandlerPanics(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range projectionBackends[:1] {
+		up, down, v := b.open(t, false)
+		us := upStore(t, up)
+		last := putUp(t, us, 5)
+		handle := v.handler()
+		panics := true
+		p, err := es.NewProjection("Up", us, down, func(ctx context.Context, tx *sql.Tx, u es.Recorded[*upEvent]) error {
+			if u.ID == 3 && panics {
+				panic("handler bug")
+			}
+			return handle(ctx, tx, u)
+		}, &es.RunnerOptions{BatchSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != "handler bug" {
+					t.Fatalf("recovered %v", r)
+				}
+			}()
+			p.RunUntilCaughtUp(ctx)
+		}()
+		if err := p.Wait(ctx, last); !errors.Is(err, es.ErrRunnerStopped) {
+			t.Fatalf("Wait after the panic: %v, want ErrRunnerStopped", err)
+		}
+		panics = false
+		// The transaction was rolled back and the writer turn released.
+		if err := p.RunUntilCaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		v.check(t, down.DB(), replay(t, up, last))
 	}
 }
 

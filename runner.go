@@ -88,7 +88,8 @@ type RunnerOptions struct {
 	// notification is recorded as processed (its tracking record alone,
 	// with none of the handler's writes) and the runner goes on with the
 	// next; if it returns an error, Run returns that error with the
-	// handler's. OnSkip is where to record the skip durably (a dead-letter
+	// handler's. With Retries negative, a notification is retried until
+	// ctx ends and never skipped. OnSkip is where to record the skip durably (a dead-letter
 	// table, a log, an alert): it is called before the tracking record is
 	// committed, and again after a crash in between, so a record it writes
 	// should be idempotent (keyed by the notification ID). Each skip is
@@ -419,7 +420,7 @@ func (c *runCore) init(what, name string, up ApplicationRecorder, down TrackingR
 var errRunStopped = errors.New("run stopped by its context")
 
 // run is Run (caughtUp false) and RunUntilCaughtUp.
-func (c *runCore) run(ctx context.Context, caughtUp bool) error {
+func (c *runCore) run(ctx context.Context, caughtUp bool) (err error) {
 	c.mu.Lock()
 	if c.running {
 		c.mu.Unlock()
@@ -427,20 +428,23 @@ func (c *runCore) run(ctx context.Context, caughtUp bool) error {
 	}
 	c.running, c.ended, c.endErr = true, false, nil
 	c.mu.Unlock()
-	err := c.loop(ctx, caughtUp)
+	err = errors.New("a handler panicked")
+	defer func() {
+		c.mu.Lock()
+		c.running, c.ended, c.endErr = false, true, err
+		if err != nil {
+			c.lastErr = err
+		}
+		c.mu.Unlock()
+		c.changed.broadcast()
+	}()
+	err = c.loop(ctx, caughtUp)
 	if errors.Is(err, errRunStopped) {
 		err = nil
 		if caughtUp {
 			err = stopped(c.what+" "+c.name, ctx)
 		}
 	}
-	c.mu.Lock()
-	c.running, c.ended, c.endErr = false, true, err
-	if err != nil {
-		c.lastErr = err
-	}
-	c.mu.Unlock()
-	c.changed.broadcast()
 	return err
 }
 
