@@ -206,8 +206,14 @@ func sqliteStore(t *testing.T, p pipeline) *testStore {
 // the test without a PostgreSQL database.
 func postgresStore(t *testing.T, p pipeline) *testStore {
 	t.Helper()
+	pgtest.DSN(t)
+	return postgresStoreIn(t, p, pgtest.Schema(t, pgtest.DB(t)))
+}
+
+// postgresStoreIn returns the test store in a PostgreSQL schema.
+func postgresStoreIn(t *testing.T, p pipeline, schema string) *testStore {
+	t.Helper()
 	dsn := pgtest.DSN(t)
-	schema := pgtest.Schema(t, pgtest.DB(t))
 	env := append([]string{"POSTGRES_SCHEMA=" + schema}, p.env()...)
 	s := &testStore{app: "Bank", env: env, args: []string{"--app", "Bank", "--db", dsn}}
 	vars, err := postgresVariables(dsn)
