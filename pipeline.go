@@ -91,51 +91,52 @@ func (e *PipelineError) Error() string {
 		fmt.Fprintf(&b, "%s holds %s (notification %d), but the configuration reads %s", where, written, e.NotificationID, e.Configured)
 	}
 	b.WriteString(": ")
-	b.WriteString(strings.Join(pipelineAdvice(e.Written, e.Configured, e.WrongKey), "; "))
+	b.WriteString(adviceText(pipelineAdvice(e.Written, e.Configured, e.WrongKey)))
 	return b.String()
 }
 
 // Is reports whether target is ErrProgramming.
 func (e *PipelineError) Is(target error) bool { return target == ErrProgramming }
 
-// pipelineAdvice says which variables to change so that a store written
-// as written reads, and their names.
-func pipelineAdvice(written, configured Pipeline, wrongKey bool) []string {
-	var advice []string
+// advice is one change to the configuration: the variable, and what to
+// do with it.
+type advice struct {
+	variable, text string
+}
+
+// pipelineAdvice says which variables to change, cipher first, so that a
+// store written as written reads.
+func pipelineAdvice(written, configured Pipeline, wrongKey bool) []advice {
+	var a []advice
 	compressionKnown := true
 	switch {
 	case wrongKey:
-		advice = append(advice, "set "+EnvCipherKey+" (Config.CipherKey) to the key the store was written with")
+		a = append(a, advice{EnvCipherKey, "set " + EnvCipherKey + " (Config.CipherKey) to the key the store was written with"})
 		compressionKnown = false
 	case written.Encrypted && !configured.Encrypted:
-		advice = append(advice, "set "+EnvCipherKey+" (Config.CipherKey) to the base64 key the store was written with")
-		compressionKnown = false
+		a = append(a, advice{EnvCipherKey, "set " + EnvCipherKey + " (Config.CipherKey) to the base64 key the store was written with"})
+		compressionKnown = false // the plaintext is out of sight
 	case !written.Encrypted && configured.Encrypted:
-		advice = append(advice, "unset "+EnvCipherKey+" and "+EnvCipherTopic+" (Config.CipherKey)")
+		a = append(a, advice{EnvCipherKey, "unset " + EnvCipherKey + " and " + EnvCipherTopic + " (Config.CipherKey)"})
 	}
 	if compressionKnown {
 		switch {
 		case written.Compressed && !configured.Compressed:
-			advice = append(advice, "set "+EnvCompressorTopic+"="+ZlibCompressorTopic+" (Config.Compress)")
+			a = append(a, advice{EnvCompressorTopic, "set " + EnvCompressorTopic + "=" + ZlibCompressorTopic + " (Config.Compress)"})
 		case !written.Compressed && configured.Compressed:
-			advice = append(advice, "unset "+EnvCompressorTopic+" (Config.Compress)")
+			a = append(a, advice{EnvCompressorTopic, "unset " + EnvCompressorTopic + " (Config.Compress)"})
 		}
 	}
-	return advice
+	return a
 }
 
-// pipelineVariables returns the variables pipelineAdvice names, in order.
-func pipelineVariables(written, configured Pipeline, wrongKey bool) []string {
-	var vars []string
-	for _, a := range pipelineAdvice(written, configured, wrongKey) {
-		for _, v := range []string{EnvCipherKey, EnvCompressorTopic} {
-			if strings.Contains(a, v) {
-				vars = append(vars, v)
-				break
-			}
-		}
+// adviceText joins the texts of a.
+func adviceText(a []advice) string {
+	texts := make([]string, len(a))
+	for i, x := range a {
+		texts[i] = x.text
 	}
-	return vars
+	return strings.Join(texts, "; ")
 }
 
 // CheckPipeline checks that states written into r can be read with the
@@ -172,7 +173,9 @@ func CheckPipeline(ctx context.Context, r ApplicationRecorder, opts *MapperOptio
 			continue
 		}
 		e := &PipelineError{NotificationID: ns[0].ID, Written: ex.written, Configured: pipelineOf(opts), WrongKey: ex.wrongKey, Mixed: start == 0}
-		e.Variables = pipelineVariables(e.Written, e.Configured, e.WrongKey)
+		for _, a := range pipelineAdvice(e.Written, e.Configured, e.WrongKey) {
+			e.Variables = append(e.Variables, a.variable)
+		}
 		if t, ok := r.(interface{ EventsTable() Table }); ok {
 			e.Table = t.EventsTable().String()
 		}
@@ -290,7 +293,7 @@ func withStateHint(err error, state []byte, c Cipher, z Compressor) error {
 	}
 	configured := Pipeline{Encrypted: c != nil, Compressed: z != nil}
 	hint := "the stored state looks " + looks + ", but is read as " + configured.String() + ": " +
-		strings.Join(pipelineAdvice(ex.written, configured, ex.wrongKey), "; ")
+		adviceText(pipelineAdvice(ex.written, configured, ex.wrongKey))
 	return &hintedError{err: err, hint: hint}
 }
 
