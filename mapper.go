@@ -89,8 +89,9 @@ func DefaultTopic(typ reflect.Type) string {
 	return typ.PkgPath() + ":" + typ.Name()
 }
 
-// Register registers the types of the given events (values or pointers;
-// only their types matter) under their default topics. See RegisterTopic.
+// Register registers the types of the given events (only their types
+// matter: give pointers, &Deposited{}) under their default topics. See
+// RegisterTopic.
 func (m *Mapper[E]) Register(events ...E) error {
 	for _, e := range events {
 		typ := reflect.TypeOf(e)
