@@ -700,7 +700,12 @@ func TestProjectionKilled(t *testing.T) {
 				var cmds []*exec.Cmd
 				var outs []*syncBuffer
 				for c := range copies {
-					batch := []int{1, 13, 100}[(run+c)%3]
+					// Alone in batches of 13 or 100; two copies: one
+					// per transaction beside 50 at once.
+					batch := []int{13, 100}[run/2%2]
+					if copies == 2 {
+						batch = []int{1, 50}[c]
+					}
 					cmd := exec.Command(os.Args[0], "-test.run=^TestProjectionKillChild$")
 					cmd.Env = append(os.Environ(), envProjBackend+"="+backend, envProjUp+"="+upName, envProjDown+"="+downName,
 						envProjBatch+"="+strconv.Itoa(batch), envProjTarget+"="+strconv.FormatInt(last, 10))
