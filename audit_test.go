@@ -732,7 +732,7 @@ var (
 )
 
 // auditRates are the chances that an opportunity faults, in a run that
-// faults one point; a run that faults every point uses an eighth of each.
+// faults one point (a run that faults every point: mixedRates).
 // A real fault's rate is its intensity: at 1, one every 10 to 40 ms.
 var auditRates = [numFaults]float64{
 	faultConnect: 0.5, faultCheckout: 0.5, faultBegin: 0.5, faultLock: 0.5, faultInsert: 0.4,
@@ -796,10 +796,7 @@ func (b auditBackend) runs(seed uint64, round int) []auditRun {
 		}
 	}
 	for _, m := range b.mixed {
-		var rates [numFaults]float64
-		for _, f := range b.faults {
-			rates[f] = auditRates[f] / 8
-		}
+		rates := mixedRates(b.faults)
 		what := "all"
 		if len(b.faults) == 0 {
 			what = "deadlines"
@@ -807,6 +804,16 @@ func (b auditBackend) runs(seed uint64, round int) []auditRun {
 		runs = add(runs, m, what, rates)
 	}
 	return runs
+}
+
+// mixedRates returns the rates of a run that faults every point of faults
+// at once: an eighth of each one's rate alone.
+func mixedRates(faults []auditFault) [numFaults]float64 {
+	var rates [numFaults]float64
+	for _, f := range faults {
+		rates[f] = auditRates[f] / 8
+	}
+	return rates
 }
 
 // auditTotals adds up a backend's runs for its summary line.
@@ -948,34 +955,39 @@ func auditSoak(t *testing.T) time.Duration {
 // back through a recorder on viewDB with the same options.
 func sqlTarget(t *testing.T, db, viewDB *sql.DB, d es.Dialect, opts es.SQLOptions) *auditTarget {
 	t.Helper()
-	ctx := context.Background()
-	r, err := es.NewSQLRecorder(ctx, db, d, &opts)
+	r, err := es.NewSQLRecorder(context.Background(), db, d, &opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.CreateTables(ctx); err != nil {
+	if err := r.CreateTables(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	viewOpts := opts
-	viewOpts.Observer = nil
-	view, err := es.NewSQLRecorder(ctx, viewDB, d, &viewOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg := &auditTarget{rec: r, db: db, view: auditView{rec: view, count: func(ctx context.Context) (int64, error) {
-		var n int64
-		err := viewDB.QueryRowContext(ctx, "SELECT count(*) FROM "+r.EventsTable().Quote(d)).Scan(&n)
-		return n, err
-	}}}
-	if opts.MultiRowTracking {
-		tg.view.trackedIDs = func(ctx context.Context, app string) ([]int64, error) {
-			return queryIDs(ctx, viewDB, "SELECT notification_id FROM "+r.TrackingTable().Quote(d)+" WHERE application_name = "+d.Placeholder(1), app)
-		}
-	}
+	tg := &auditTarget{rec: r, db: db, view: sqlView(t, viewDB, d, opts)}
 	if opts.MaxGroupSize != 1 {
 		tg.stats = r.GroupStats
 	}
 	return tg
+}
+
+// sqlView reads back the tables opts names through db.
+func sqlView(t *testing.T, db *sql.DB, d es.Dialect, opts es.SQLOptions) auditView {
+	t.Helper()
+	opts.Observer = nil
+	r, err := es.NewSQLRecorder(context.Background(), db, d, &opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := auditView{rec: r, count: func(ctx context.Context) (int64, error) {
+		var n int64
+		err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+r.EventsTable().Quote(d)).Scan(&n)
+		return n, err
+	}}
+	if opts.MultiRowTracking {
+		v.trackedIDs = func(ctx context.Context, app string) ([]int64, error) {
+			return queryIDs(ctx, db, "SELECT notification_id FROM "+r.TrackingTable().Quote(d)+" WHERE application_name = "+d.Placeholder(1), app)
+		}
+	}
+	return v
 }
 
 func queryIDs(ctx context.Context, db *sql.DB, q string, args ...any) ([]int64, error) {
@@ -995,31 +1007,73 @@ func queryIDs(ctx context.Context, db *sql.DB, q string, args ...any) ([]int64, 
 	return ids, rows.Err()
 }
 
+// The fault points of each database: SQLite has no lock statements and no
+// NOTIFY (BEGIN IMMEDIATE takes the write lock), and no server to send an
+// error after COMMIT or to terminate sessions.
+var (
+	sqliteFaults = []auditFault{faultConnect, faultCheckout, faultBegin, faultInsert, faultTracking, faultSavepoint,
+		faultCommitUnsent, faultCommitLost, faultCommitReplyLost}
+	postgresFaults = []auditFault{faultConnect, faultCheckout, faultBegin, faultLock, faultInsert, faultTracking, faultNotify,
+		faultSavepoint, faultCommitUnsent, faultCommitLost, faultCommitReplyLost, faultCommitServerError,
+		faultTerminate, faultTableLock}
+)
+
 // sqliteAuditBackend audits the SQLite recorder on a file of its own per
-// run, faulted at every point SQLite has (it has no lock statements and no
-// NOTIFY: BEGIN IMMEDIATE takes the write lock).
+// run, faulted at every point SQLite has.
 func sqliteAuditBackend(t *testing.T) auditBackend {
 	errs := sqliteFaultErrors(t)
 	return auditBackend{
-		name: "sqlite",
-		faults: []auditFault{faultConnect, faultCheckout, faultBegin, faultInsert, faultTracking, faultSavepoint,
-			faultCommitUnsent, faultCommitLost, faultCommitReplyLost},
-		modes: []auditMode{modeGroup, modeNoGroup, modeDelay},
-		mixed: []auditMode{modeGroup, modeNoGroup, modeDelay, modeMultiRow},
+		name:   "sqlite",
+		faults: sqliteFaults,
+		modes:  []auditMode{modeGroup, modeNoGroup, modeDelay},
+		mixed:  []auditMode{modeGroup, modeNoGroup, modeDelay, modeMultiRow},
 		open: func(t *testing.T, run auditRun, s *faultSchedule, obs *auditObserver) *auditTarget {
 			path := filepath.Join(t.TempDir(), "audit.db")
-			db := sql.OpenDB(&auditConnector{inner: sqliteConnector(t, path, time.Second), s: s, errs: errs})
-			auditPool(t, db, 2, 20*time.Millisecond)
-			viewDB, err := sqlite.Open(context.Background(), path, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { viewDB.Close() })
 			opts := run.mode.opts
 			opts.Observer = obs
-			return sqlTarget(t, db, viewDB, sqlite.Dialect{}, opts)
+			return sqlTarget(t, faultedSQLite(t, path, time.Second, s, errs), viewSQLite(t, path), sqlite.Dialect{}, opts)
 		},
 	}
+}
+
+// faultedSQLite opens the SQLite file path, with the busy timeout busy,
+// through an auditConnector.
+func faultedSQLite(t *testing.T, path string, busy time.Duration, s *faultSchedule, errs faultErrors) *sql.DB {
+	t.Helper()
+	db := sql.OpenDB(&auditConnector{inner: sqliteConnector(t, path, busy), s: s, errs: errs})
+	auditPool(t, db, 2, 20*time.Millisecond)
+	return db
+}
+
+// viewSQLite opens the SQLite file path to read it back.
+func viewSQLite(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// faultedPostgres opens dsn through an auditConnector, its connections
+// named app (application_name) for the terminator to find.
+func faultedPostgres(t *testing.T, dsn, app string, s *faultSchedule, errs faultErrors) *sql.DB {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = app
+	// The audit checks acknowledgements, not durability across a server
+	// crash: commits need not wait for the disk.
+	cfg.RuntimeParams["synchronous_commit"] = "off"
+	db := sql.OpenDB(&auditConnector{inner: stdlib.GetConnector(*cfg), s: s, errs: errs})
+	// A PostgreSQL connection takes milliseconds to open: the pool keeps
+	// them longer.
+	db.SetMaxOpenConns(8)
+	auditPool(t, db, 8, 500*time.Millisecond)
+	return db
 }
 
 // auditPool sets the faulted pool up so that connections are opened again
@@ -1047,32 +1101,18 @@ func postgresAuditBackend(t *testing.T) auditBackend {
 		name:     "postgres",
 		calls:    24,
 		deadline: 20 * time.Millisecond,
-		faults: []auditFault{faultConnect, faultCheckout, faultBegin, faultLock, faultInsert, faultTracking, faultNotify,
-			faultSavepoint, faultCommitUnsent, faultCommitLost, faultCommitReplyLost, faultCommitServerError,
-			faultTerminate, faultTableLock},
-		modes: []auditMode{modeGroup, modeNoGroup},
-		mixed: []auditMode{modeGroup, modeNoGroup, modeDelay, modeMultiRow},
+		faults:   postgresFaults,
+		modes:    []auditMode{modeGroup, modeNoGroup},
+		mixed:    []auditMode{modeGroup, modeNoGroup, modeDelay, modeMultiRow},
 		open: func(t *testing.T, run auditRun, s *faultSchedule, obs *auditObserver) *auditTarget {
-			cfg, err := pgx.ParseConfig(dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
 			app := pgtest.UniqueName("audit")
-			cfg.RuntimeParams["application_name"] = app
-			// The audit checks acknowledgements, not durability across a
-			// server crash: commits need not wait for the disk.
-			cfg.RuntimeParams["synchronous_commit"] = "off"
-			db := sql.OpenDB(&auditConnector{inner: stdlib.GetConnector(*cfg), s: s, errs: errs})
-			// A PostgreSQL connection takes milliseconds to open: the pool
-			// keeps them longer.
-			db.SetMaxOpenConns(8)
-			auditPool(t, db, 8, 500*time.Millisecond)
+			db := faultedPostgres(t, dsn, app, s, errs)
 			opts := run.mode.opts
 			opts.Observer, opts.Schema, opts.LockTimeout = obs, schema, auditLockTimeout
 			opts.Table, opts.TrackingTable = pgtest.UniqueName("audit_ev"), pgtest.UniqueName("audit_tr")
 			tg := sqlTarget(t, db, side, postgres.Dialect{}, opts)
 			table := tg.rec.(*es.SQLRecorder).EventsTable().Quote(postgres.Dialect{})
-			tg.disrupt = postgresDisruptor(side, app, table, run, s)
+			tg.disrupt = postgresDisruptor(side, app, table, run.seed, s)
 			return tg
 		},
 	}
@@ -1080,19 +1120,19 @@ func postgresAuditBackend(t *testing.T) auditBackend {
 
 // postgresDisruptor returns what injects a run's real faults from the side
 // session, or nil if it has none.
-func postgresDisruptor(side *sql.DB, app, table string, run auditRun, s *faultSchedule) func(context.Context) {
-	terminate, lock := run.rates[faultTerminate] > 0, run.rates[faultTableLock] > 0
+func postgresDisruptor(side *sql.DB, app, table string, seed uint64, s *faultSchedule) func(context.Context) {
+	terminate, lock := s.rate[faultTerminate] > 0, s.rate[faultTableLock] > 0
 	if !terminate && !lock {
 		return nil
 	}
 	return func(ctx context.Context) {
 		var wg sync.WaitGroup
 		if terminate {
-			rng := rand.New(rand.NewPCG(run.seed, uint64(faultTerminate)))
+			rng := rand.New(rand.NewPCG(seed, uint64(faultTerminate)))
 			wg.Go(func() { runTerminator(ctx, side, app, s, rng) })
 		}
 		if lock {
-			rng := rand.New(rand.NewPCG(run.seed, uint64(faultTableLock)))
+			rng := rand.New(rand.NewPCG(seed, uint64(faultTableLock)))
 			wg.Go(func() { runTableLocker(ctx, side, table, 2*auditLockTimeout, s, rng) })
 		}
 		wg.Wait()
