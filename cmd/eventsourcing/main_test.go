@@ -27,8 +27,9 @@ import (
 	"github.com/seed06b138f8/eventsourcing/internal/pgtest"
 )
 
-// toolPath is the tool, built by TestMain.
-var toolPath string
+// toolPath is the tool, built by TestMain into tempDir, which is removed
+// when the tests end.
+var toolPath, tempDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "eventsourcing-cli-")
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	tempDir = dir
 	toolPath = filepath.Join(dir, "eventsourcing")
 	if out, err := exec.Command("go", "build", "-o", toolPath, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
