@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log"
+	"maps"
 	"os"
 	"path/filepath"
 
@@ -101,4 +102,45 @@ func ExampleProjection() {
 	// Output:
 	// Erin: 750 cents
 	// position 3 of 3, lag 0
+}
+
+// ExampleMemoryView runs a projection into an in-memory view, for tests:
+// the same Projection, with the handler given a copy of the view's state
+// to change, which replaces the state when the batch commits with its
+// tracking record.
+func ExampleMemoryView() {
+	ctx := context.Background()
+	mapper := eventsourcing.NewMapper[eventsourcing.Event](nil)
+	if err := mapper.Register(&AccountOpened{}, &MoneyDeposited{}); err != nil {
+		log.Fatal(err)
+	}
+	accounts := eventsourcing.NewEventStore(mapper, eventsourcing.NewMemoryRecorder())
+	id := uuid.MustParse("6ba7b817-9dad-11d1-80b4-00c04fd430c8")
+	if _, err := accounts.Put(ctx,
+		&AccountOpened{DomainEvent: eventsourcing.NewDomainEvent(id, 1), FullName: "Frank"},
+		&MoneyDeposited{DomainEvent: eventsourcing.NewDomainEvent(id, 2), Amount: 300},
+		&MoneyDeposited{DomainEvent: eventsourcing.NewDomainEvent(id, 3), Amount: 200},
+	); err != nil {
+		log.Fatal(err)
+	}
+	// Balances by account, copied with maps.Clone for each transaction.
+	view := eventsourcing.NewMemoryView(map[uuid.UUID]int64{}, maps.Clone)
+	apply := func(ctx context.Context, balances map[uuid.UUID]int64, r eventsourcing.Recorded[eventsourcing.Event]) error {
+		if d, ok := r.Event.(*MoneyDeposited); ok {
+			balances[d.Originator] += d.Amount
+		}
+		return nil
+	}
+	p, err := eventsourcing.NewProjection("Balances", accounts, view, apply, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := p.RunUntilCaughtUp(ctx); err != nil {
+		log.Fatal(err)
+	}
+	view.Read(func(balances map[uuid.UUID]int64) {
+		fmt.Println("balance:", balances[id])
+	})
+	// Output:
+	// balance: 500
 }

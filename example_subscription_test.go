@@ -141,8 +141,11 @@ func ExampleRunner() {
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(run) }()
 
-	// Wait until the audit has processed the last deposit, then stop.
-	if err := eventsourcing.WaitTracking(ctx, auditRec, "BankAccounts", ids[len(ids)-1]); err != nil {
+	// Wait until the audit has processed the last deposit, then stop. The
+	// wait ends too if the runner fails (ErrRunnerStopped, with Run's
+	// error): it cannot hang on a dead runner. A stop asked for is no
+	// error: Run returns nil.
+	if err := runner.Wait(ctx, ids[len(ids)-1]); err != nil {
 		log.Fatal(err)
 	}
 	stop()
