@@ -106,7 +106,7 @@ func openDestination(ctx context.Context, cf *copyFlags, multiRow bool) (*store,
 			return nil, usagef("--to-schema is for a PostgreSQL destination")
 		}
 		dst.module, dst.d = es.ModuleSQLite, sqlite.Dialect{}
-		dst.where = "SQLite file " + cf.to
+		dst.where, dst.path = "SQLite file "+cf.to, cf.to
 		if dst.db, err = sqlite.Open(ctx, cf.to, 0); err != nil {
 			return nil, fmt.Errorf("destination: %w", err)
 		}
@@ -148,8 +148,8 @@ func refuseSameStore(ctx context.Context, src, dst *store) error {
 	switch {
 	case src.module != dst.module:
 	case src.module == es.ModuleSQLite:
-		a, err1 := os.Stat(src.cfg.SQLite.DBName)
-		b, err2 := os.Stat(strings.TrimPrefix(dst.where, "SQLite file "))
+		a, err1 := os.Stat(src.path)
+		b, err2 := os.Stat(dst.path)
 		same = err1 == nil && err2 == nil && os.SameFile(a, b)
 	default:
 		q := "SELECT current_database() || ' ' || COALESCE(inet_server_addr()::text, 'socket') || ' ' || COALESCE(inet_server_port(), 0) || ' ' || COALESCE(to_regclass($1)::oid::text, '')"
@@ -458,7 +458,7 @@ func (cp *copier) copySnapshots(ctx context.Context, res *copyResult) error {
 	var after *eventRow
 	for {
 		var err error
-		if page, err = cp.sr.byOriginAfter(ctx, page, srcT, false, after, cp.batch); err != nil {
+		if page, err = cp.sr.byOriginAfter(ctx, page, srcT, false, false, after, cp.batch); err != nil {
 			return fmt.Errorf("read %s: %w", srcT, err)
 		}
 		if len(page) == 0 {
@@ -471,7 +471,7 @@ func (cp *copier) copySnapshots(ctx context.Context, res *copyResult) error {
 				return fmt.Errorf("%s: snapshot of %q v%d: originator_id is not a UUID (run 'eventsourcing verify')", srcT, e.Origin.String, e.Version.Int64)
 			}
 		}
-		if found, err = cp.dr.eventsWithKeys(ctx, found, dstT, false, page); err != nil {
+		if found, err = cp.dr.eventsWithKeys(ctx, found, dstT, false, false, page); err != nil {
 			return fmt.Errorf("read the destination's %s: %w", dstT, err)
 		}
 		have := make(map[eventKey]eventRow, len(found))
@@ -634,7 +634,7 @@ func sumSnapshots(ctx context.Context, r tableReader, t es.Table, sum *checksum)
 	var after *eventRow
 	for {
 		var err error
-		if page, err = r.byOriginAfter(ctx, page, t, false, after, pageSize); err != nil {
+		if page, err = r.byOriginAfter(ctx, page, t, false, false, after, pageSize); err != nil {
 			return err
 		}
 		for _, e := range page {

@@ -45,8 +45,8 @@ func (p *printer) flush() error { return p.w.Flush() }
 // progress shows how far a long command has got, on a terminal only, at
 // most a few times a second.
 type progress struct {
-	w    io.Writer // nil: not shown
-	last time.Time
+	w     io.Writer // nil: not shown
+	last  time.Time
 	shown bool
 }
 

@@ -74,12 +74,10 @@ func (r tableReader) eventsAfter(ctx context.Context, dst []eventRow, t es.Table
 
 // byOriginAfter reads the page of an events or snapshots table after the
 // key (originator ID, version) of after, in key order; a nil after starts
-// at the first row. Rows without an originator ID are not read.
-func (r tableReader) byOriginAfter(ctx context.Context, dst []eventRow, t es.Table, withID bool, after *eventRow, limit int) ([]eventRow, error) {
-	cols := r.originColumn() + ", originator_version, topic, state"
-	if withID {
-		cols = r.d.NotificationIDColumn() + ", " + cols
-	}
+// at the first row. Rows without an originator ID are not read. With
+// keysOnly, topics and states are not read (they are NULL in dst).
+func (r tableReader) byOriginAfter(ctx context.Context, dst []eventRow, t es.Table, withID, keysOnly bool, after *eventRow, limit int) ([]eventRow, error) {
+	cols := r.columns(withID, keysOnly)
 	q := "SELECT " + cols + " FROM " + t.Quote(r.d) + " WHERE originator_id IS NOT NULL"
 	var args []any
 	if after != nil {
@@ -92,15 +90,12 @@ func (r tableReader) byOriginAfter(ctx context.Context, dst []eventRow, t es.Tab
 
 // eventsWithKeys reads the rows of an events or snapshots table whose
 // (originator_id, originator_version) are those of keys, which must hold
-// valid originator IDs.
-func (r tableReader) eventsWithKeys(ctx context.Context, dst []eventRow, t es.Table, withID bool, keys []eventRow) ([]eventRow, error) {
+// valid originator IDs. With keysOnly, topics and states are not read.
+func (r tableReader) eventsWithKeys(ctx context.Context, dst []eventRow, t es.Table, withID, keysOnly bool, keys []eventRow) ([]eventRow, error) {
 	if len(keys) == 0 {
 		return dst[:0], nil
 	}
-	cols := r.originColumn() + ", originator_version, topic, state"
-	if withID {
-		cols = r.d.NotificationIDColumn() + ", " + cols
-	}
+	cols := r.columns(withID, keysOnly)
 	var b strings.Builder
 	args := make([]any, 0, 2*len(keys))
 	for i, k := range keys {
@@ -116,6 +111,22 @@ func (r tableReader) eventsWithKeys(ctx context.Context, dst []eventRow, t es.Ta
 	}
 	q := "SELECT " + cols + " FROM " + t.Quote(r.d) + " WHERE (originator_id, originator_version) IN (" + b.String() + ")"
 	return r.queryEvents(ctx, dst, q, withID, args...)
+}
+
+// columns returns the columns of an events or snapshots row: the
+// notification ID if withID, then originator ID, version, topic and
+// state (NULL, NULL if keysOnly: an index holds the rest).
+func (r tableReader) columns(withID, keysOnly bool) string {
+	cols := r.originColumn() + ", originator_version, "
+	if keysOnly {
+		cols += "NULL, NULL"
+	} else {
+		cols += "topic, state"
+	}
+	if withID {
+		cols = r.d.NotificationIDColumn() + ", " + cols
+	}
+	return cols
 }
 
 func (r tableReader) queryEvents(ctx context.Context, dst []eventRow, q string, withID bool, args ...any) ([]eventRow, error) {

@@ -201,6 +201,7 @@ type store struct {
 	// where says which database: an SQLite file, a PostgreSQL host and
 	// database.
 	where string
+	path  string // the SQLite file
 	db    *sql.DB
 	d     es.Dialect
 
@@ -240,7 +241,7 @@ func openStore(ctx context.Context, c *cli, f *storeFlags) (*store, error) {
 		if _, err := os.Stat(name); err != nil {
 			return nil, fmt.Errorf("SQLite database %q: %w (check SQLITE_DBNAME, or --db PATH)", name, err)
 		}
-		s.where = "SQLite file " + name
+		s.where, s.path = "SQLite file "+name, name
 		s.d = sqlite.Dialect{}
 		if s.db, err = openSQLiteReadOnly(name, cfg.SQLite.LockTimeout); err != nil {
 			return nil, err

@@ -266,7 +266,7 @@ func (v *verifier) eventsByAggregate(ctx context.Context) error {
 	read := int64(0)
 	for {
 		var err error
-		page, err = v.r.byOriginAfter(ctx, page, s.events, true, after, pageSize)
+		page, err = v.r.byOriginAfter(ctx, page, s.events, true, true, after, pageSize)
 		if err != nil {
 			return fmt.Errorf("read %s by aggregate: %w", table, err)
 		}
@@ -313,7 +313,7 @@ func (v *verifier) snapshots(ctx context.Context) error {
 	var after *eventRow
 	for {
 		var err error
-		page, err = v.r.byOriginAfter(ctx, page, s.snapshots, false, after, pageSize)
+		page, err = v.r.byOriginAfter(ctx, page, s.snapshots, false, false, after, pageSize)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", table, err)
 		}
@@ -336,7 +336,7 @@ func (v *verifier) snapshots(ctx context.Context) error {
 			last := page[len(page)-1]
 			after = &last
 		}
-		if found, err = v.r.eventsWithKeys(ctx, found, s.events, true, keys); err != nil {
+		if found, err = v.r.eventsWithKeys(ctx, found, s.events, true, true, keys); err != nil {
 			return fmt.Errorf("look up the snapshots' events in %s: %w", s.events, err)
 		}
 		have := make(map[eventKey]bool, len(found))
