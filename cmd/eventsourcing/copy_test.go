@@ -237,3 +237,21 @@ func TestCopySQLitePostgresSQLite(t *testing.T) {
 		t.Errorf("the refused destination holds %d events (%v), want 2401", n, err)
 	}
 }
+
+// TestCopyRefusesOtherSQLiteStore: a copy into an SQLite file holding
+// another store fails, naming the table, and writes nothing.
+func TestCopyRefusesOtherSQLiteStore(t *testing.T) {
+	a, b := sqliteStore(t, pipelines[1]), sqliteStore(t, pipelines[1])
+	a.fill(t, 2, 3)
+	b.fill(t, 2, 2)
+	bFile := strings.TrimPrefix(b.env[1], "SQLITE_DBNAME=")
+	before := sqliteTables(t, bFile)
+	be, _, _ := before.dump(t, true)
+	r := run(t, a.env, append([]string{"copy", "--to", bFile}, a.args...)...)
+	if r.code != exitFail || !strings.Contains(r.stderr, "table stored_events") || !strings.Contains(r.stderr, "holds data the source does not") {
+		t.Errorf("copy onto another store: %s", r)
+	}
+	if ae, _, _ := sqliteTables(t, bFile).dump(t, true); !slices.Equal(ae, be) {
+		t.Errorf("the refused destination changed")
+	}
+}
