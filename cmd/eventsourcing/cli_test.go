@@ -11,7 +11,6 @@ import (
 	es "github.com/seed06b138f8/eventsourcing"
 	"github.com/seed06b138f8/eventsourcing/dialect/postgres"
 	"github.com/seed06b138f8/eventsourcing/dialect/sqlite"
-	"github.com/seed06b138f8/eventsourcing/internal/pgtest"
 )
 
 // backends makes a test store per backend: SQLite always, PostgreSQL when
@@ -286,5 +285,3 @@ func rawID(d es.Dialect, id string) string {
 	}
 	return id
 }
-
-var _ = pgtest.EnvDSN

@@ -91,7 +91,7 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
-// failedError says that a command has reported its failure already (verify
+// errReported says that a command has reported its failure already (verify
 // found bad rows): exit status 1 with nothing more printed.
 var errReported = errors.New("reported")
 

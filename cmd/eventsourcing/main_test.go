@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,10 +309,4 @@ func (s *testStore) put(t *testing.T, id uuid.UUID, version int64, note string) 
 		t.Fatalf("read back the event just written: %v, %v", got, err)
 	}
 	return ids[0]
-}
-
-// readAll reads r to its end, for a process's output after it was killed.
-func readAll(r io.Reader) string {
-	b, _ := io.ReadAll(r)
-	return string(b)
 }

@@ -248,9 +248,9 @@ func openStore(ctx context.Context, c *cli, f *storeFlags) (*store, error) {
 		}
 	case es.ModulePostgres:
 		p := cfg.Postgres
-		s.where = fmt.Sprintf("PostgreSQL database %s on %s:%d", p.DBName, p.Host, max(p.Port, 0))
-		if p.Port == 0 {
-			s.where = fmt.Sprintf("PostgreSQL database %s on %s", p.DBName, p.Host)
+		s.where = fmt.Sprintf("PostgreSQL database %s on %s", p.DBName, p.Host)
+		if p.Port != 0 {
+			s.where = fmt.Sprintf("PostgreSQL database %s on %s:%d", p.DBName, p.Host, p.Port)
 		}
 		if p.Schema != "" {
 			s.where += ", schema " + p.Schema
@@ -367,7 +367,7 @@ func (s *store) requireEvents() error {
 
 func (s *store) close() { s.db.Close() }
 
-// postgresDialect reports whether the store is on PostgreSQL.
+// isPostgres reports whether a dialect is PostgreSQL's.
 func isPostgres(d es.Dialect) bool { return d.Name() == es.ModulePostgres }
 
 // checkConfiguration fails a command at once, rather than on every row,
