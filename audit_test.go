@@ -341,8 +341,8 @@ func (w *auditWorker) settle(c *auditCall) {
 	}
 }
 
-// drive runs the run's workers on rec, concurrently, and returns their history, with violations if a call was still in progress
-// after auditStuckAfter.
+// drive runs the run's workers on rec, concurrently, and returns their
+// history, with violations if a call was in progress for auditStuckAfter.
 func drive(rec es.ProcessRecorder, proc int, run auditRun) ([]*auditCall, violations) {
 	ws := make([]*auditWorker, run.workers)
 	var wg sync.WaitGroup
@@ -359,8 +359,9 @@ func drive(rec es.ProcessRecorder, proc int, run auditRun) ([]*auditCall, violat
 	return history(ws), stuck
 }
 
-// watch waits for done, and reports the calls still waiting if one call
-// has been in progress for auditStuckAfter.
+// watch waits for done, and reports the calls in progress if one has been
+// for auditStuckAfter; if they have still not returned after as long
+// again, it panics with them and the goroutines' stacks.
 func watch(ws []*auditWorker, done <-chan struct{}) violations {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -370,21 +371,34 @@ func watch(ws []*auditWorker, done <-chan struct{}) violations {
 			return nil
 		case <-tick.C:
 		}
-		var stuck violations
-		oldest := time.Duration(0)
-		for _, w := range ws {
-			if c := w.current.Load(); c != nil {
-				d := time.Since(time.Unix(0, w.since.Load()))
-				oldest = max(oldest, d)
-				stuck.addf("call p%d/w%d/#%d (%d events, deadline %v): still waiting after %v", c.Proc, c.Worker, c.Seq, len(c.Events), c.Timeout, d.Round(time.Millisecond))
+		if stuck := stuckCalls(ws); stuck != nil {
+			stuck.addf("goroutines:\n%s", goroutineDump(4000))
+			select {
+			case <-done: // late, but returned: the history can be checked
+				return stuck
+			case <-time.After(auditStuckAfter):
+				panic("audit: calls that do not return:\n" + strings.Join(stuck, "\n"))
 			}
 		}
-		if oldest > auditStuckAfter {
-			stuck.addf("goroutines:\n%s", goroutineDump(4000))
-			<-done // a call that never returns hangs the test here; the dump above says where
-			return stuck
+	}
+}
+
+// stuckCalls describes the calls in progress, if one has been for
+// auditStuckAfter, or returns nil.
+func stuckCalls(ws []*auditWorker) violations {
+	var stuck violations
+	oldest := time.Duration(0)
+	for _, w := range ws {
+		if c := w.current.Load(); c != nil {
+			d := time.Since(time.Unix(0, w.since.Load()))
+			oldest = max(oldest, d)
+			stuck.addf("call p%d/w%d/#%d (%d events, deadline %v): still waiting after %v", c.Proc, c.Worker, c.Seq, len(c.Events), c.Timeout, d.Round(time.Millisecond))
 		}
 	}
+	if oldest < auditStuckAfter {
+		return nil
+	}
+	return stuck
 }
 
 // history returns the workers' calls, once they have all returned.
@@ -396,6 +410,7 @@ func history(ws []*auditWorker) []*auditCall {
 	return hist
 }
 
+// goroutineDump returns the goroutines' stacks, cut at limit bytes.
 func goroutineDump(limit int) string {
 	var b bytes.Buffer
 	pprof.Lookup("goroutine").WriteTo(&b, 1)
@@ -771,7 +786,7 @@ type auditBackend struct {
 func (b auditBackend) runs(seed uint64, round int) []auditRun {
 	workers, calls := auditWorkers, cmp.Or(b.calls, auditCalls)
 	if raceEnabled {
-		workers, calls = 16, max(calls/5, 4)
+		workers, calls = 16, max(calls/3, 4)
 	}
 	prefix := ""
 	if round > 0 {
