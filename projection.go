@@ -131,8 +131,9 @@ func (p *Projection[E, Tx]) RunUntilCaughtUp(ctx context.Context) error { return
 // (tracked in the store, by this projection or another copy) and returns
 // nil; or until the projection stops first, and returns an error matching
 // [ErrRunnerStopped] (and wrapping Run's error, if Run failed); or until
-// ctx ends (a wrapped ctx error). A projection that has not started yet is
-// waited for; one that has stopped, and not been started again, ends the
+// ctx ends (a wrapped ctx error). A projection that has not started yet,
+// or whose last run was a RunUntilCaughtUp that caught up, is waited for;
+// one that has stopped or failed, and not been started again, ends the
 // wait at once (see [Runner.Wait]). With SubscribeOptions.Topics, wait for
 // a notification of those topics.
 func (p *Projection[E, Tx]) Wait(ctx context.Context, notificationID int64) error {

@@ -237,12 +237,14 @@ func (r *Runner[U, D]) RunUntilCaughtUp(ctx context.Context) error { return r.co
 // (tracked downstream, by this runner or another copy) and returns nil; or
 // until the runner stops first, and returns an error matching
 // [ErrRunnerStopped] (and wrapping Run's error, if Run failed); or until
-// ctx ends (a wrapped ctx error). A runner that has not started yet is
-// waited for; one that has stopped, and not been started again, ends the
-// wait at once (so a Wait that follows a new `go r.Run(ctx)` closely may
-// still see the previous run's end: wait for Status's Running first, or
-// call Wait from the goroutine that starts Run only after a first Run).
-// With SubscribeOptions.Topics, wait for a notification of
+// ctx ends (a wrapped ctx error).
+//
+// A runner that has not started yet is waited for, and so is one whose
+// last run was a RunUntilCaughtUp that caught up. One whose last Run or
+// RunUntilCaughtUp stopped (its context ended) or failed, and has not been
+// started again, ends the wait at once: so a Wait that closely follows a
+// new `go r.Run(ctx)` after such a stop may still see it (wait for
+// Status's Running first). With SubscribeOptions.Topics, wait for a notification of
 // those topics: the tracking record may never reach one of another topic.
 func (r *Runner[U, D]) Wait(ctx context.Context, notificationID int64) error {
 	return r.core.wait(ctx, notificationID)
@@ -431,7 +433,10 @@ func (c *runCore) run(ctx context.Context, caughtUp bool) (err error) {
 	err = errors.New("a handler panicked")
 	defer func() {
 		c.mu.Lock()
-		c.running, c.ended, c.endErr = false, true, err
+		// A RunUntilCaughtUp that caught up leaves the runner idle, as
+		// before its first run: a Wait then waits for the next run (the
+		// usual start of a program: catch up, then go Run).
+		c.running, c.ended, c.endErr = false, !caughtUp || err != nil, err
 		if err != nil {
 			c.lastErr = err
 		}

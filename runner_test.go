@@ -816,6 +816,37 @@ func TestRunnerLifecycle(t *testing.T) {
 			})
 		}
 	})
+	// The start of a program: catch up, then follow. A Wait between the
+	// two (or just after `go Run`, before it has started) waits for the
+	// Run.
+	t.Run("WaitAfterCaughtUp", func(t *testing.T) {
+		ctx := context.Background()
+		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
+		us := upStore(t, up)
+		last := putUp(t, us, 5)
+		r, err := es.NewRunner("Up", us, downStore(t, down), handleOne, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.RunUntilCaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waited := make(chan error, 1)
+		go func() { waited <- r.Wait(ctx, last+1) }()
+		select {
+		case err := <-waited:
+			t.Fatalf("Wait after a RunUntilCaughtUp that caught up: %v before the next run", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		stop := startRunner(r)
+		putUp(t, us, 1)
+		if err := <-waited; err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("RunUntilCaughtUpTopics", func(t *testing.T) {
 		ctx := context.Background()
 		up, down := es.NewMemoryRecorder(), es.NewMemoryRecorder()
