@@ -35,7 +35,10 @@ type ProjectionStore[Tx any] interface {
 // batch writes in the same transaction, in notification order, so each
 // sees the writes of those before it. It is called again for the same
 // event if its batch is retried (after the transaction was rolled back),
-// so effects it has outside tx must be idempotent.
+// so effects it has outside tx must be idempotent. It must not commit or
+// roll back tx, nor write events through the store's recorder: that write
+// would wait for the transaction the handler is in (see
+// [SQLRecorder.WithTracking]).
 type ProjectionHandler[E Event, Tx any] func(ctx context.Context, tx Tx, upstream Recorded[E]) error
 
 // Projection keeps a read model (a view) in the user's own tables exactly
