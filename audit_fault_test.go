@@ -452,18 +452,14 @@ type auditStmt struct {
 func (s *auditStmt) Close() error  { return s.inner.Close() }
 func (s *auditStmt) NumInput() int { return s.inner.NumInput() }
 
+// Exec and Query are driver.Stmt's methods before contexts: database/sql
+// calls the Context forms, which they run.
 func (s *auditStmt) Exec(args []driver.Value) (driver.Result, error) {
-	if err := s.cn.statement(s.query); err != nil {
-		return nil, err
-	}
-	return s.inner.Exec(args) //nolint:staticcheck // the driver's fallback
+	return s.ExecContext(context.Background(), named(args))
 }
 
 func (s *auditStmt) Query(args []driver.Value) (driver.Rows, error) {
-	if err := s.cn.statement(s.query); err != nil {
-		return nil, err
-	}
-	return s.inner.Query(args) //nolint:staticcheck // the driver's fallback
+	return s.QueryContext(context.Background(), named(args))
 }
 
 func (s *auditStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
@@ -473,7 +469,7 @@ func (s *auditStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 	if e, ok := s.inner.(driver.StmtExecContext); ok {
 		return e.ExecContext(ctx, args)
 	}
-	return s.inner.Exec(values(args)) //nolint:staticcheck // the driver's fallback
+	return s.inner.Exec(values(args))
 }
 
 func (s *auditStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -483,15 +479,25 @@ func (s *auditStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	if q, ok := s.inner.(driver.StmtQueryContext); ok {
 		return q.QueryContext(ctx, args)
 	}
-	return s.inner.Query(values(args)) //nolint:staticcheck // the driver's fallback
+	return s.inner.Query(values(args))
 }
 
+// values and named convert arguments between the two forms of a driver's
+// methods.
 func values(args []driver.NamedValue) []driver.Value {
 	v := make([]driver.Value, len(args))
 	for i, a := range args {
 		v[i] = a.Value
 	}
 	return v
+}
+
+func named(args []driver.Value) []driver.NamedValue {
+	nv := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	return nv
 }
 
 // auditTx is a transaction whose COMMIT the schedule may fail: before it

@@ -24,6 +24,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -951,8 +952,17 @@ func reportViolations(t *testing.T, bad []string, seed uint64) {
 		return
 	}
 	shown := bad[:min(len(bad), maxReported)]
-	t.Errorf("%d violations; re-run with %s=%d go test -run '^%s$'; the first:\n%s",
-		len(bad), envAuditSeed, seed, t.Name(), strings.Join(shown, "\n"))
+	t.Errorf("%d violations; re-run with %s=%d go test -run '%s'; the first:\n%s",
+		len(bad), envAuditSeed, seed, runPattern(t.Name()), strings.Join(shown, "\n"))
+}
+
+// runPattern returns the -run pattern that selects the test name alone.
+func runPattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
 }
 
 // auditSeed returns EVENTSOURCING_AUDIT_SEED, or a random seed.
