@@ -676,7 +676,8 @@ func (o *auditObserver) ObserveEnd(_ context.Context, op es.Op, res es.OpResult)
 }
 
 // checkCounters compares the calls told "success" with the Observer's
-// count and GroupStats.
+// count and GroupStats. A transaction's calls are counted just after their
+// callers are released, so the counts are given a moment to settle.
 func checkCounters(bad *violations, tg *auditTarget, obs *auditObserver, hist []*auditCall) {
 	var ok int64
 	for _, c := range hist {
@@ -684,13 +685,23 @@ func checkCounters(bad *violations, tg *auditTarget, obs *auditObserver, hist []
 			ok++
 		}
 	}
-	if n := obs.calls.Load(); n != ok {
-		bad.addf("the Observer was told of %d committed calls; %d calls were told success", n, ok)
-	}
-	if tg.stats != nil {
-		if n := tg.stats().Calls; n != ok {
-			bad.addf("GroupStats().Calls is %d; %d calls were told success", n, ok)
+	counted := func() (observed, stats int64) {
+		observed, stats = obs.calls.Load(), ok
+		if tg.stats != nil {
+			stats = tg.stats().Calls
 		}
+		return observed, stats
+	}
+	eventually(2*time.Second, func() bool {
+		observed, stats := counted()
+		return observed == ok && stats == ok
+	})
+	observed, stats := counted()
+	if observed != ok {
+		bad.addf("the Observer was told of %d committed calls; %d calls were told success", observed, ok)
+	}
+	if stats != ok {
+		bad.addf("GroupStats().Calls is %d; %d calls were told success", stats, ok)
 	}
 }
 
