@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -74,10 +75,12 @@ func TestAuditWriterProcess(t *testing.T) {
 	if opts.MaxGroupSize != 1 {
 		tg.stats = r.GroupStats
 	}
+	goroutines := runtime.NumGoroutine()
 	s.armed.Store(true)
 	hist, bad := drive(r, cfg.Proc, auditRun{seed: cfg.Seed, workers: cfg.Workers, calls: cfg.Calls, deadline: cfg.Deadline})
 	s.armed.Store(false)
 	checkCounters(&bad, tg, obs, hist)
+	checkResources(&bad, tg, goroutines)
 	checkLateness(&bad, hist)
 	for i, v := range bad {
 		bad[i] = fmt.Sprintf("process %d: %s", cfg.Proc, v)
