@@ -53,6 +53,12 @@ type Config struct {
 	// key (CreateKey(16) and CreateKey(32)'s; CreateKey(24)'s 32 characters
 	// would be taken as a 32-byte key).
 	CipherKey []byte
+	// PreviousCipherKeys are keys the store was encrypted with before
+	// CipherKey (CIPHER_KEY_PREVIOUS: comma-separated base64 keys, this
+	// library's; the Python library has one key). States are decrypted
+	// with whichever key opens them and written under CipherKey, and
+	// [Store.RotateKeys] re-encrypts the old ones. They need CipherKey.
+	PreviousCipherKeys [][]byte
 	// Compress compresses stored states with zlib before encryption
 	// (COMPRESSOR_TOPIC).
 	Compress bool
@@ -182,6 +188,11 @@ const (
 	EnvPostgresReadHosts     = "POSTGRES_READ_HOSTS"
 	EnvPostgresMaxReplicaLag = "POSTGRES_MAX_REPLICA_LAG"
 )
+
+// EnvCipherKeyPrevious is this library's (the Python library has no key
+// rotation): Config.PreviousCipherKeys, comma-separated standard base64
+// keys, newest first, read only with CIPHER_KEY.
+const EnvCipherKeyPrevious = "CIPHER_KEY_PREVIOUS"
 
 // Further environment variables the Python library reads. [LoadConfig]
 // accepts the values it can honour (noted beside each) and returns a
@@ -322,6 +333,21 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 		}
 		cfg.CipherKey = k
 	}
+	if pv, pkey, _ := env.get(EnvCipherKeyPrevious); strings.TrimSpace(pv) != "" {
+		if kv == "" {
+			return nil, &ConfigError{Name: pkey, Reason: "set, but " + kkey + " is not: give the current key in " + kkey}
+		}
+		for i, part := range strings.Split(pv, ",") {
+			k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
+			if err != nil {
+				return nil, &ConfigError{Name: pkey, Reason: fmt.Sprintf("key %d is not standard base64 (value withheld): %v", i+1, err)}
+			}
+			if n := len(k); n != 16 && n != 24 && n != 32 {
+				return nil, &ConfigError{Name: pkey, Reason: fmt.Sprintf("key %d: AES key is %d bytes, want 16, 24 or 32 (value withheld)", i+1, n)}
+			}
+			cfg.PreviousCipherKeys = append(cfg.PreviousCipherKeys, k)
+		}
+	}
 	if v, key, _ := env.get(EnvCompressorTopic); v != "" {
 		switch v {
 		case ZlibCompressorTopic, "zlib", "ZlibCompressor":
@@ -447,6 +473,9 @@ func (c *Config) Validate() error {
 			return &ConfigError{Name: "Config.CipherKey", Reason: reason}
 		}
 	}
+	if err := c.previousKeysProblem(); err != nil {
+		return err
+	}
 	switch m {
 	case ModuleSQLite:
 		if c.SQLite.DBName == "" {
@@ -503,11 +532,14 @@ func (c *Config) MapperOptions() (*MapperOptions, error) {
 	if c.Compress {
 		opts.Compressor = &ZlibCompressor{}
 	}
+	if err := c.previousKeysProblem(); err != nil {
+		return nil, err
+	}
 	if c.CipherKey != nil {
 		if reason := cipherKeyProblem(c.CipherKey); reason != "" {
 			return nil, &ConfigError{Name: "Config.CipherKey", Reason: reason}
 		}
-		ci, err := NewAESCipher(c.CipherKey)
+		ci, err := NewAESCipherKeys(c.CipherKey, c.PreviousCipherKeys...)
 		if err != nil {
 			return nil, &ConfigError{Name: "Config.CipherKey", Reason: err.Error()}
 		}
@@ -669,6 +701,23 @@ func parseSeconds(v string) (time.Duration, error) {
 }
 
 var errBadDuration = errors.New("want a duration >= 0: a number of seconds (5, 0.5) or a Go duration (5s, 250ms, 1m30s)")
+
+// previousKeysProblem checks PreviousCipherKeys: keys of AES sizes, and
+// only with a CipherKey.
+func (c *Config) previousKeysProblem() error {
+	if len(c.PreviousCipherKeys) == 0 {
+		return nil
+	}
+	if c.CipherKey == nil {
+		return &ConfigError{Name: "Config.PreviousCipherKeys", Reason: "set, but Config.CipherKey is not: give the current key (CIPHER_KEY)"}
+	}
+	for i, k := range c.PreviousCipherKeys {
+		if reason := cipherKeyProblem(k); reason != "" {
+			return &ConfigError{Name: "Config.PreviousCipherKeys", Reason: fmt.Sprintf("key %d: %s", i+1, reason)}
+		}
+	}
+	return nil
+}
 
 // cipherKeyProblem says what is wrong with an AES key's bytes, or returns
 // "". Never the key: it is a secret. A key that is the base64 text of a
