@@ -489,15 +489,13 @@ func (g *groupCommitter) claim(grp *group, calls []*groupCall, disarm func() err
 // nothing of it is written either way). Abandoned calls get nothing: their
 // callers have returned.
 func (g *groupCommitter) deliverAll(calls []*groupCall, ids [][]int64, errs []error, txErr error) {
-	committed := 0
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	delivered := calls[:0:0]
+	committed := 0
 	for i, c := range calls {
-		if c.state == callAbandoned {
-			continue
-		}
-		if c.state == callDelivered {
-			continue // delivered once already: the first result stands
+		if c.state == callAbandoned || c.state == callDelivered {
+			continue // its caller has returned, or it has its result already
 		}
 		var own error
 		if errs != nil {
@@ -515,10 +513,15 @@ func (g *groupCommitter) deliverAll(calls []*groupCall, ids [][]int64, errs []er
 			committed++
 		}
 		c.state = callDelivered
-		close(c.done)
+		delivered = append(delivered, c)
 	}
+	// The stats count the calls before their callers are woken: a caller
+	// that has its result sees it counted.
 	if committed > 0 {
 		g.groups.Add(1)
 		g.calls.Add(int64(committed))
+	}
+	for _, c := range delivered {
+		close(c.done)
 	}
 }
