@@ -53,14 +53,11 @@ func runCopy(ctx context.Context, c *cli, args []string) error {
 	if cf.maxRate < 0 {
 		return usagef("--max-rate must not be negative")
 	}
-	src, err := openStore(ctx, c, &f)
+	src, err := openEvents(ctx, c, &f, false)
 	if err != nil {
 		return err
 	}
 	defer src.close()
-	if err := src.requireEvents(); err != nil {
-		return err
-	}
 	if cf.toApp == "" {
 		cf.toApp = src.cfg.Name
 	}

@@ -54,14 +54,11 @@ func runInfo(ctx context.Context, c *cli, args []string) error {
 	} else if len(pos) > 0 {
 		return usagef("info takes no arguments (got %q)", pos)
 	}
-	s, err := openStore(ctx, c, &f)
+	s, err := openEvents(ctx, c, &f, false)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	if err := s.requireEvents(); err != nil {
-		return err
-	}
 	rep, err := s.info(ctx)
 	if err != nil {
 		return err

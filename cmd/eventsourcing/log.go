@@ -74,17 +74,11 @@ func runLog(ctx context.Context, c *cli, args []string) error {
 	if *after < 0 || *limit < 0 {
 		return usagef("--after and --limit must not be negative")
 	}
-	s, err := openStore(ctx, c, &f)
+	s, err := openEvents(ctx, c, &f, true)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	if err := s.requireEvents(); err != nil {
-		return err
-	}
-	if err := s.checkConfiguration(ctx); err != nil {
-		return err
-	}
 	p := newPrinter(c.stdout, f.json)
 	defer p.flush()
 	bad := 0
@@ -165,17 +159,11 @@ func runEvents(ctx context.Context, c *cli, args []string) error {
 	if *after < 0 || *to < 0 {
 		return usagef("--after and --to must not be negative")
 	}
-	s, err := openStore(ctx, c, &f)
+	s, err := openEvents(ctx, c, &f, true)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	if err := s.requireEvents(); err != nil {
-		return err
-	}
-	if err := s.checkConfiguration(ctx); err != nil {
-		return err
-	}
 	p := newPrinter(c.stdout, f.json)
 	defer p.flush()
 	bad, printed := 0, 0

@@ -172,6 +172,12 @@ func (r tableReader) trackingAfter(ctx context.Context, dst []trackingRow, t es.
 		q += ", notification_id"
 	}
 	q += " LIMIT " + fmt.Sprint(limit)
+	return r.trackingRows(ctx, dst, q, args)
+}
+
+// trackingRows runs q, which selects application_name and
+// notification_id, into dst.
+func (r tableReader) trackingRows(ctx context.Context, dst []trackingRow, q string, args []any) ([]trackingRow, error) {
 	rows, err := r.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -214,20 +220,7 @@ func (r tableReader) trackingWithKeys(ctx context.Context, dst []trackingRow, t 
 	} else {
 		q += "application_name IN (" + b.String() + ")"
 	}
-	rows, err := r.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	dst = dst[:0]
-	for rows.Next() {
-		var tr trackingRow
-		if err := rows.Scan(&tr.App, &tr.ID); err != nil {
-			return nil, err
-		}
-		dst = append(dst, tr)
-	}
-	return dst, rows.Err()
+	return r.trackingRows(ctx, dst, q, args)
 }
 
 // eventKey is an events or snapshots row's key, for maps: the originator

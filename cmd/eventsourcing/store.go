@@ -354,6 +354,25 @@ func trackingKeyColumns(ctx context.Context, db *sql.DB, d es.Dialect, t es.Tabl
 }
 
 // requireEvents returns an error saying how to fix a missing events table.
+// openEvents opens the store flags name and refuses one without an
+// events table; with checked, also one whose stored states do not read
+// under the configuration (checkConfiguration). The caller closes it.
+func openEvents(ctx context.Context, c *cli, f *storeFlags, checked bool) (*store, error) {
+	s, err := openStore(ctx, c, f)
+	if err != nil {
+		return nil, err
+	}
+	err = s.requireEvents()
+	if err == nil && checked {
+		err = s.checkConfiguration(ctx)
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
 func (s *store) requireEvents() error {
 	if s.eventsExists {
 		return nil

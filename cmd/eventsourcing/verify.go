@@ -74,14 +74,11 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 	} else if len(pos) > 0 {
 		return usagef("verify takes no arguments (got %q)", pos)
 	}
-	s, err := openStore(ctx, c, &f)
+	s, err := openEvents(ctx, c, &f, false)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	if err := s.requireEvents(); err != nil {
-		return err
-	}
 	v := &verifier{s: s, r: tableReader{s.db, s.d}, p: newPrinter(c.stdout, f.json), prog: newProgress(c)}
 	defer v.p.flush()
 	if err := v.run(ctx); err != nil {
