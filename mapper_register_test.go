@@ -137,7 +137,7 @@ type (
 		owner   string
 		balance int64
 	}
-	regHiddenInner struct{ owner string }
+	regHiddenInner    struct{ owner string }
 	regHiddenEmbedded struct {
 		es.DomainEvent
 		regHiddenInner
