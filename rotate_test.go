@@ -28,27 +28,6 @@ type rotDeposited struct {
 	Note   string `json:"note"`
 }
 
-// rotBackend opens an events recorder and a snapshots recorder of one
-// kind for a rotation test.
-type rotBackend struct {
-	name string
-	open func(t *testing.T) (es.ProcessRecorder, es.AggregateRecorder)
-}
-
-func rotBackends() []rotBackend {
-	bs := []rotBackend{{"Memory", func(*testing.T) (es.ProcessRecorder, es.AggregateRecorder) {
-		return es.NewMemoryRecorder(), es.NewMemoryRecorder()
-	}}}
-	for _, b := range backends {
-		bs = append(bs, rotBackend{b.name, func(t *testing.T) (es.ProcessRecorder, es.AggregateRecorder) {
-			db, d, schema := b.open(t)
-			return newSQLRecorder(t, db, d, schema, es.SQLOptions{AppName: "Rotation"}),
-				newSQLSnapshotRecorder(t, db, d, schema, es.SQLOptions{AppName: "Rotation"})
-		}})
-	}
-	return bs
-}
-
 func randomKey(t testing.TB) []byte {
 	t.Helper()
 	k := make([]byte, 32)
@@ -109,7 +88,7 @@ func rawEvents(t *testing.T, rec es.ApplicationRecorder, c es.Cipher) map[es.Sta
 // alone is refused with ErrDecrypt; the subscriber saw every event once, in
 // order, decoded; a second rotation rotates nothing.
 func TestRotateKeys(t *testing.T) {
-	for _, b := range rotBackends() {
+	for _, b := range repoBackends() {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			events, snaps := b.open(t)
@@ -338,7 +317,7 @@ func (s *stoppingRewriter) ReplaceStates(ctx context.Context, rs []es.StateRepla
 // meanwhile, and a rotation resumed from the last progress, or started
 // again, completes.
 func TestRotateKeysStoppedAndResumed(t *testing.T) {
-	for _, b := range rotBackends() {
+	for _, b := range repoBackends() {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			events, _ := b.open(t)
