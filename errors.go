@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+
+	"github.com/seed06b138f8/eventsourcing/internal/transcode"
 )
 
 // Sentinel errors. Every error returned by this package matches at most one
@@ -48,15 +50,15 @@ var (
 	ErrUnknownTopic = errors.New("eventsourcing: unknown topic")
 	// ErrUnsupportedType: a value of a Go type the transcoder cannot encode
 	// or decode (register a Transcoding for it).
-	ErrUnsupportedType = errors.New("eventsourcing: unsupported type")
+	ErrUnsupportedType = transcode.ErrUnsupportedType
 	// ErrUnknownTranscoding: stored JSON names a "_type_" that has no
 	// registered Transcoding.
-	ErrUnknownTranscoding = errors.New("eventsourcing: unknown transcoding")
+	ErrUnknownTranscoding = transcode.ErrUnknownTranscoding
 	// ErrSyntax: stored state is not valid JSON.
-	ErrSyntax = errors.New("eventsourcing: invalid JSON")
+	ErrSyntax = transcode.ErrSyntax
 	// ErrDecode: stored JSON is valid but does not fit the Go type it is
 	// decoded into, or a Transcoding rejected its data.
-	ErrDecode = errors.New("eventsourcing: cannot decode")
+	ErrDecode = transcode.ErrDecode
 	// ErrDecrypt: ciphertext could not be decrypted: wrong key, damaged or
 	// truncated data.
 	ErrDecrypt = errors.New("eventsourcing: cannot decrypt state")

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+
+	"github.com/seed06b138f8/eventsourcing/internal/transcode"
 )
 
 // MapperOptions configures a [Mapper]. The zero value (and nil) maps to
@@ -153,7 +155,7 @@ func (m *Mapper[E]) RegisterTopic(topic string, event E, aliases ...string) erro
 			ErrProgramming, typ, typ.Name())
 	}
 	m.init()
-	if err := m.transcoder.refusal(et.elem); err != nil {
+	if err := m.transcoder.engine().Refusal(et.elem); err != nil {
 		return fmt.Errorf("%w: event type %v cannot be stored: %w", ErrProgramming, typ, err)
 	}
 	m.mu.Lock()
@@ -238,12 +240,8 @@ func (m *Mapper[E]) ToStoredEvent(e E) (StoredEvent, error) {
 	}
 	m.init()
 	se := StoredEvent{OriginatorID: e.OriginatorID(), OriginatorVersion: e.OriginatorVersion(), Topic: topic}
-	bp := encBufPool.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= 64<<10 {
-			encBufPool.Put(bp)
-		}
-	}()
+	bp := transcode.GetBuffer()
+	defer transcode.PutBuffer(bp)
 	state, err := m.transcoder.AppendEncode((*bp)[:0], e)
 	if err != nil {
 		return StoredEvent{}, fmt.Errorf("event %s v%d (%s): %w", se.OriginatorID, se.OriginatorVersion, topic, err)
@@ -330,7 +328,7 @@ func newEventType(topic string, typ reflect.Type) *eventType {
 	if typ.Kind() == reflect.Pointer {
 		et.elem, et.ptr = typ.Elem(), true
 	}
-	et.classVersion = max(classVersionOf(et.elem), 1)
+	et.classVersion = max(transcode.ClassVersionOf(et.elem), 1)
 	if et.classVersion > 1 {
 		et.cvSuffix = fmt.Appendf(nil, `,"class_version":%d}`, et.classVersion)
 	}
@@ -388,30 +386,14 @@ func (et *eventType) atVersion(state []byte) bool {
 // integer is an error wrapping ErrClassVersion. It allocates nothing on
 // success: values are skipped, not built.
 func (m *Mapper[E]) storedClassVersion(topic string, state []byte) (int, error) {
-	d := newDecodeState(m.transcoder, state)
-	defer d.release()
-	d.skipSpace()
-	if d.peek() != '{' {
-		return 1, nil // not an object: decoding reports it
-	}
-	d.pos++
 	var raw []byte // the last class_version value
-	for first := true; ; first = false {
-		k, more, err := d.nextKey(first)
-		if err != nil {
-			return 0, err
+	if _, err := transcode.Members(state, func(k, v []byte) error {
+		if string(k) == "class_version" {
+			raw = v
 		}
-		if !more {
-			break
-		}
-		isCV := string(k) == "class_version"
-		start := d.pos
-		if err := d.skipValue(); err != nil {
-			return 0, err
-		}
-		if isCV {
-			raw = d.data[start:d.pos]
-		}
+		return nil
+	}); err != nil {
+		return 0, err
 	}
 	if raw == nil {
 		return 1, nil

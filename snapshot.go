@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
+
+	"github.com/seed06b138f8/eventsourcing/internal/transcode"
 )
 
 // SnapshotTopic is the topic under which snapshots are stored, the Python
@@ -161,7 +163,7 @@ func (s *SnapshotStore[S]) fromStoredEvent(se StoredEvent) (*Snapshot[S], error)
 	if err != nil {
 		return nil, err
 	}
-	mem, err := snapshotMembers(m.transcoder, data)
+	mem, err := snapshotMembers(data)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +197,7 @@ func (s *SnapshotStore[S]) fromStoredEvent(se StoredEvent) (*Snapshot[S], error)
 // upcasters as an event's would be.
 func (s *SnapshotStore[S]) upcastState(topic string, data []byte, start, end int) ([]byte, error) {
 	st, m, state := s.state, s.store.Mapper, data[start:end]
-	if st == nil || state[0] != '{' || st.atVersion(state) || m.transcoder.lookupType(st.elem) != nil || m.transcoder.lookupType(st.typ) != nil {
+	if st == nil || state[0] != '{' || st.atVersion(state) || m.transcoder.hasTranscoding(st.elem) || m.transcoder.hasTranscoding(st.typ) {
 		return data, nil // no class version to check; "state": null decodes as such
 	}
 	m.mu.RLock()
@@ -221,42 +223,24 @@ type snapshotFields struct {
 // snapshotMembers scans the top-level members of a snapshot's stored state
 // (the last of repeated keys wins, as in Python) without decoding values.
 // A state that is not an object is left for decoding to report.
-func snapshotMembers(t *Transcoder, data []byte) (snapshotFields, error) {
+func snapshotMembers(data []byte) (snapshotFields, error) {
 	f := snapshotFields{stateStart: -1, stateEnd: -1}
-	d := newDecodeState(t, data)
-	defer d.release()
-	d.skipSpace()
-	if d.peek() != '{' {
-		return f, nil
-	}
-	d.pos++
-	for first := true; ; first = false {
-		k, more, err := d.nextKey(first)
-		if err != nil || !more {
-			return f, err
-		}
-		start := d.pos
+	_, err := transcode.Members(data, func(k, v []byte) error {
 		switch string(k) {
 		case "topic":
-			if d.peek() == '"' {
-				b, err := d.readString()
-				if err != nil {
-					return f, err
-				}
-				f.topic = string(b)
-				continue
+			if s, ok, err := transcode.String(v); ok || err != nil {
+				f.topic = s
+				return err
 			}
 		case "class_version":
 			f.classVersion = true
+		case "state":
+			f.stateStart = cap(data) - cap(v)
+			f.stateEnd = f.stateStart + len(v)
 		}
-		isState := string(k) == "state"
-		if err := d.skipValue(); err != nil {
-			return f, err
-		}
-		if isState {
-			f.stateStart, f.stateEnd = start, d.pos
-		}
-	}
+		return nil
+	})
+	return f, err
 }
 
 // LoadAggregate returns the latest snapshot of an aggregate (nil if it has

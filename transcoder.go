@@ -1,12 +1,14 @@
 package eventsourcing
 
+// The Transcoder: Python-compatible JSON for states, and the transcodings
+// of types JSON cannot express. The engine is internal/transcode.
+
 import (
-	"errors"
 	"fmt"
 	"reflect"
-	"slices"
-	"strings"
 	"sync"
+
+	"github.com/seed06b138f8/eventsourcing/internal/transcode"
 )
 
 // A Transcoder converts Go values to and from JSON, byte for byte as the
@@ -71,14 +73,12 @@ import (
 //
 // A Transcoder is safe for concurrent use once its transcodings are
 // registered. Encoders and decoders are built once per Go type and cached.
+//
+// The zero Transcoder is ready to use, as one from NewTranscoder; a nil
+// *Transcoder returns errors wrapping [ErrProgramming].
 type Transcoder struct {
-	mu     sync.RWMutex
-	byType map[reflect.Type]*transcoding
-	byName map[string]*transcoding
-	enc    sync.Map // reflect.Type -> encoderFunc
-	dec    sync.Map // reflect.Type -> decoderFunc
-	// refusals holds why a type cannot be encoded (an error, or nil).
-	refusals sync.Map // reflect.Type -> error
+	once sync.Once
+	e    *transcode.Transcoder
 }
 
 // Transcoding says how values of a Go type T that JSON cannot express are
@@ -92,52 +92,38 @@ type Transcoding[T any] struct {
 	Decode func(any) (T, error)
 }
 
-type transcoding struct {
-	name   string
-	typ    reflect.Type
-	encode func(reflect.Value) (any, error)
-	decode func(any) (reflect.Value, error)
-}
-
 // NewTranscoder returns a transcoder with the built-in transcodings
 // uuid_hex, datetime_iso and decimal_str.
 func NewTranscoder() *Transcoder {
-	t := &Transcoder{byType: map[reflect.Type]*transcoding{}, byName: map[string]*transcoding{}}
-	registerBuiltins(t)
+	t := new(Transcoder)
+	t.engine()
 	return t
+}
+
+// engine returns the transcoder's engine, made on first use.
+func (t *Transcoder) engine() *transcode.Transcoder {
+	t.once.Do(func() {
+		t.e = transcode.New()
+		dec := DecimalTranscoding[Decimal]()
+		transcode.RegisterFunc(t.e, dec.Name, dec.Encode, dec.Decode)
+	})
+	return t.e
 }
 
 // RegisterTranscoding registers how values of type T are transcoded. A
 // later registration for the same type or name replaces the earlier one;
 // for a name, decoding into an interface gives the type registered last.
 // Register transcodings before the transcoder is first used. It returns an
-// error wrapping [ErrProgramming] if the name is empty or a function is nil.
+// error wrapping [ErrProgramming] if t is nil, the name is empty or a
+// function is nil.
 func RegisterTranscoding[T any](t *Transcoder, tr Transcoding[T]) error {
+	if err := t.check(); err != nil {
+		return err
+	}
 	if tr.Name == "" || tr.Encode == nil || tr.Decode == nil {
 		return fmt.Errorf("%w: transcoding for %v needs a name, Encode and Decode", ErrProgramming, reflect.TypeFor[T]())
 	}
-	typ := reflect.TypeFor[T]()
-	rt := &transcoding{
-		name: tr.Name,
-		typ:  typ,
-		encode: func(v reflect.Value) (any, error) {
-			return tr.Encode(v.Interface().(T))
-		},
-		decode: func(d any) (reflect.Value, error) {
-			v, err := tr.Decode(d)
-			if err != nil {
-				return reflect.Value{}, err
-			}
-			return reflect.ValueOf(&v).Elem(), nil
-		},
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.byType[typ] = rt
-	t.byName[tr.Name] = rt
-	t.enc.Clear()
-	t.dec.Clear()
-	t.refusals.Clear()
+	transcode.RegisterFunc(t.engine(), tr.Name, tr.Encode, tr.Decode)
 	return nil
 }
 
@@ -146,57 +132,35 @@ func RegisterTranscoding[T any](t *Transcoder, tr Transcoding[T]) error {
 // sorted key order), and decode into it to keep the stored order (objects
 // nested in it decode as Objects too; a transcoding's Decode still receives
 // maps).
-type Object []Member
+type Object = transcode.Object
 
 // Member is one key and value of an [Object].
-type Member struct {
-	Key   string
-	Value any
-}
+type Member = transcode.Member
 
-func (t *Transcoder) lookupType(typ reflect.Type) *transcoding {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.byType[typ]
-}
-
-func (t *Transcoder) lookupName(name string) *transcoding {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.byName[name]
-}
-
-var encBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// Naive is the location of naive datetimes, which have no UTC offset:
+// datetime_iso writes a time.Time in this location without an offset, as
+// Python writes a naive datetime, and decodes such a datetime into it.
+// Compare locations with it; do not reassign it (the transcoder keeps the
+// original).
+var Naive = transcode.Naive
 
 // Encode returns the JSON of v. It returns an error wrapping
 // [ErrUnsupportedType] that names the Go type of a value it cannot encode
 // and where in v it is: a value of an unsupported type, a value nested too
 // deeply for the decoder, or a value that contains itself.
 func (t *Transcoder) Encode(v any) ([]byte, error) {
-	bp := encBufPool.Get().(*[]byte)
-	b, err := t.AppendEncode((*bp)[:0], v)
-	if err != nil {
-		encBufPool.Put(bp)
+	if err := t.check(); err != nil {
 		return nil, err
 	}
-	out := slices.Clone(b)
-	if cap(b) <= 64<<10 {
-		*bp = b
-		encBufPool.Put(bp)
-	}
-	return out, nil
+	return t.engine().Encode(v)
 }
 
-// AppendEncode appends the JSON of v to dst.
+// AppendEncode appends the JSON of v to dst, with the errors of Encode.
 func (t *Transcoder) AppendEncode(dst []byte, v any) ([]byte, error) {
-	if v == nil {
-		return append(dst, "null"...), nil
+	if err := t.check(); err != nil {
+		return nil, err
 	}
-	e := encodeStatePool.Get().(*encodeState)
-	e.t = t
-	b, err := e.encode(dst, v)
-	e.release()
-	return b, err
+	return t.engine().AppendEncode(dst, v)
 }
 
 // Decode decodes JSON into the value v points to. It returns an error
@@ -204,79 +168,24 @@ func (t *Transcoder) AppendEncode(dst []byte, v any) ([]byte, error) {
 // deeper than 10000 arrays and objects, [ErrUnknownTranscoding] (naming it)
 // for an unknown "_type_", [ErrDecode] (with the path) for JSON that does
 // not fit v, and [ErrUnsupportedType] for a v of a type the encoder refuses.
+// A v that is not a non-nil pointer is an error wrapping [ErrProgramming].
 func (t *Transcoder) Decode(data []byte, v any) error {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("%w: Decode needs a non-nil pointer, not %T", ErrProgramming, v)
-	}
-	d := newDecodeState(t, data)
-	defer d.release()
-	d.skipSpace()
-	if err := t.decoder(rv.Type().Elem())(d, rv.Elem()); err != nil {
+	if err := t.check(); err != nil {
 		return err
 	}
-	d.skipSpace()
-	if d.pos < len(d.data) {
-		return d.syntaxError("data after the JSON value")
+	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("%w: Decode needs a non-nil pointer, not %T", ErrProgramming, v)
+	}
+	return t.engine().Decode(data, v)
+}
+
+// check reports a nil Transcoder.
+func (t *Transcoder) check() error {
+	if t == nil {
+		return fmt.Errorf("%w: nil Transcoder", ErrProgramming)
 	}
 	return nil
 }
 
-var decodeStatePool = sync.Pool{New: func() any { return new(decodeState) }}
-
-// newDecodeState returns a pooled decoder of data; release returns it.
-func newDecodeState(t *Transcoder, data []byte) *decodeState {
-	d := decodeStatePool.Get().(*decodeState)
-	*d = decodeState{t: t, data: data, buf: d.buf[:0]}
-	return d
-}
-
-// release returns d to the pool, keeping its buffer.
-func (d *decodeState) release() {
-	d.t, d.data = nil, nil
-	decodeStatePool.Put(d)
-}
-
-// maxDepth bounds the nesting of decoded JSON, so that hostile input
-// cannot exhaust the stack.
-const maxDepth = 10000
-
-// pathError adds to an error where in the value it happened: a path such
-// as a.b[1].c, of struct field names, map keys and slice indexes.
-type pathError struct {
-	segs []string // innermost first
-	err  error
-}
-
-// pathKeep is how many segments are shown at each end of a long path.
-const pathKeep = 8
-
-func (e *pathError) Error() string {
-	var b strings.Builder
-	n := len(e.segs)
-	for i := n - 1; i >= 0; i-- {
-		seg := e.segs[i]
-		switch {
-		case n > 2*pathKeep+1 && i == n-1-pathKeep: // elide the middle
-			fmt.Fprintf(&b, "...(%d more)...", n-2*pathKeep)
-			i = pathKeep - 1
-			seg = e.segs[i]
-		case i < n-1 && !strings.HasPrefix(seg, "["):
-			b.WriteByte('.')
-		}
-		b.WriteString(seg)
-	}
-	return fmt.Sprintf("%v at %s", e.err, b.String())
-}
-
-func (e *pathError) Unwrap() error { return e.err }
-
-// atPath adds seg in front of err's path.
-func atPath(err error, seg string) error {
-	var pe *pathError
-	if errors.As(err, &pe) {
-		pe.segs = append(pe.segs, seg)
-		return err
-	}
-	return &pathError{segs: []string{seg}, err: err}
-}
+// hasTranscoding reports whether typ has a registered transcoding.
+func (t *Transcoder) hasTranscoding(typ reflect.Type) bool { return t.engine().HasTranscoding(typ) }

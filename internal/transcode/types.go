@@ -1,4 +1,4 @@
-package eventsourcing
+package transcode
 
 import (
 	"encoding"
@@ -74,7 +74,9 @@ func refusedType(typ reflect.Type) error {
 // or the element of a slice, array, map or pointer, even an empty or nil
 // one). It is worked out once per type, over all the types reachable
 // from it, so a recursive type is judged whole.
-func (t *Transcoder) refusal(typ reflect.Type) error {
+// Refusal says why values of typ cannot be encoded (an error wrapping
+// ErrUnsupportedType), or returns nil.
+func (t *Transcoder) Refusal(typ reflect.Type) error {
 	if err, ok := t.refusals.Load(typ); ok {
 		err, _ := err.(error)
 		return err
@@ -308,13 +310,17 @@ func resolveFields(typ reflect.Type) ([]field, error) {
 	return fields, ambiguous
 }
 
-// classVersionOf returns the class version a struct type declares, or 0.
-func classVersionOf(typ reflect.Type) int {
+// classVersioner is eventsourcing.ClassVersioner: an event type that
+// declares the version of its state layout.
+type classVersioner interface{ ClassVersion() int }
+
+// ClassVersionOf returns the class version a struct type declares, or 0.
+func ClassVersionOf(typ reflect.Type) int {
 	switch {
 	case typ.Implements(classVersionerType):
-		return reflect.New(typ).Elem().Interface().(ClassVersioner).ClassVersion()
+		return reflect.New(typ).Elem().Interface().(classVersioner).ClassVersion()
 	case reflect.PointerTo(typ).Implements(classVersionerType):
-		return reflect.New(typ).Interface().(ClassVersioner).ClassVersion()
+		return reflect.New(typ).Interface().(classVersioner).ClassVersion()
 	}
 	return 0
 }

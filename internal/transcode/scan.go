@@ -1,6 +1,7 @@
-package eventsourcing
+package transcode
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -508,4 +509,59 @@ func (d *decodeState) decodeMembers(fn func(key string) error) error {
 			return atPath(err, key)
 		}
 	}
+}
+
+// Members calls fn with the key and the raw bytes of the value of each
+// top-level member of the JSON object in data, in order, without decoding
+// or allocating values (repeated keys are each passed: the last wins, as in
+// Python). It returns false, and calls nothing, if data is not an object:
+// decoding reports that. An error from fn stops the scan and is returned.
+func Members(data []byte, fn func(key, value []byte) error) (bool, error) {
+	d := newDecodeState(nil, data)
+	defer d.release()
+	d.skipSpace()
+	if d.peek() != '{' {
+		return false, nil
+	}
+	d.pos++
+	for first := true; ; first = false {
+		k, more, err := d.nextKey(first)
+		if err != nil || !more {
+			return true, err
+		}
+		if !within(d.data, k) {
+			k = bytes.Clone(k) // unescaped into the scratch buffer, which skipping reuses
+		}
+		start := d.pos
+		if err := d.skipValue(); err != nil {
+			return true, err
+		}
+		if err := fn(k, d.data[start:d.pos]); err != nil {
+			return true, err
+		}
+	}
+}
+
+// String returns the string a raw JSON value holds, and false if the value
+// is not a string.
+func String(raw []byte) (string, bool, error) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false, nil
+	}
+	d := newDecodeState(nil, raw)
+	defer d.release()
+	b, err := d.readString()
+	if err != nil {
+		return "", true, err
+	}
+	return string(b), true, nil
+}
+
+// within reports whether s is a subslice of data.
+func within(data, s []byte) bool {
+	if len(s) == 0 {
+		return true
+	}
+	off := cap(data) - cap(s)
+	return off >= 0 && off < len(data) && &data[off] == &s[0]
 }

@@ -1,4 +1,4 @@
-package eventsourcing
+package transcode
 
 import (
 	"fmt"
@@ -39,7 +39,7 @@ func (t *Transcoder) newDecoder(typ reflect.Type) decoderFunc {
 	}
 	// What the encoder refuses to write, the decoder refuses to fill (with
 	// the same error), rather than fill it partly or not at all.
-	if err := t.refusal(typ); err != nil {
+	if err := t.Refusal(typ); err != nil {
 		return func(*decodeState, reflect.Value) error { return clonePath(err) }
 	}
 	switch typ {

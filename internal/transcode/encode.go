@@ -1,4 +1,4 @@
-package eventsourcing
+package transcode
 
 import (
 	"fmt"
@@ -20,7 +20,7 @@ type encoderFunc func(e *encodeState, b []byte, v reflect.Value) ([]byte, error)
 var (
 	bigIntType         = reflect.TypeFor[big.Int]()
 	objectType         = reflect.TypeFor[Object]()
-	classVersionerType = reflect.TypeFor[ClassVersioner]()
+	classVersionerType = reflect.TypeFor[classVersioner]()
 )
 
 // encodeState is the state of one Encode call. It bounds what the encoder
@@ -167,7 +167,7 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	if tr := t.lookupType(typ); tr != nil {
 		return transcodingEncoder(tr)
 	}
-	if err := t.refusal(typ); err != nil {
+	if err := t.Refusal(typ); err != nil {
 		return refuse(err)
 	}
 	switch typ {
@@ -358,7 +358,7 @@ func (t *Transcoder) structEncoder(typ reflect.Type) encoderFunc {
 		encs[i] = t.encoder(f.typ)
 	}
 	var suffix []byte
-	if cv := classVersionOf(typ); cv > 1 {
+	if cv := ClassVersionOf(typ); cv > 1 {
 		suffix = strconv.AppendInt([]byte(`"class_version":`), int64(cv), 10)
 	}
 	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
