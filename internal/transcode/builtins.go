@@ -109,113 +109,31 @@ func parseISO(s []byte) (time.Time, error) {
 	bad := func() (time.Time, error) {
 		return time.Time{}, fmt.Errorf("invalid isoformat datetime %q", s)
 	}
-	p := 0
-	num := func(n int) (int, bool) {
-		if p+n > len(s) {
-			return 0, false
-		}
-		v := 0
-		for _, c := range s[p : p+n] {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			v = v*10 + int(c-'0')
-		}
-		p += n
-		return v, true
-	}
-	lit := func(c byte) bool {
-		if p < len(s) && s[p] == c {
-			p++
-			return true
-		}
-		return false
-	}
-	year, ok1 := num(4)
-	ok2 := lit('-')
-	month, ok3 := num(2)
-	ok4 := lit('-')
-	day, ok5 := num(2)
+	sc := isoScanner{s: s}
+	year, ok1 := sc.num(4)
+	ok2 := sc.lit('-')
+	month, ok3 := sc.num(2)
+	ok4 := sc.lit('-')
+	day, ok5 := sc.num(2)
 	if !(ok1 && ok2 && ok3 && ok4 && ok5) {
 		return bad()
 	}
 	var hour, minute, sec, nsec int
 	loc := Naive
-	if p < len(s) {
-		if s[p] != 'T' && s[p] != ' ' {
+	if sc.more() {
+		if !sc.lit('T') && !sc.lit(' ') {
 			return bad()
 		}
-		p++
 		var ok bool
-		if hour, ok = num(2); !ok || !lit(':') {
+		if hour, minute, sec, nsec, ok = sc.clock(); !ok {
 			return bad()
 		}
-		if minute, ok = num(2); !ok {
-			return bad()
-		}
-		if lit(':') {
-			if sec, ok = num(2); !ok {
-				return bad()
-			}
-			if lit('.') || lit(',') {
-				digits := 0
-				for p < len(s) && s[p] >= '0' && s[p] <= '9' {
-					if digits < 9 {
-						nsec = nsec*10 + int(s[p]-'0')
-					}
-					digits++
-					p++
-				}
-				if digits == 0 {
-					return bad()
-				}
-				for i := digits; i < 9; i++ {
-					nsec *= 10
-				}
-			}
-		}
-		if p < len(s) {
-			switch {
-			case lit('Z'):
-				loc = time.UTC
-			case s[p] == '+' || s[p] == '-':
-				sign := 1
-				if s[p] == '-' {
-					sign = -1
-				}
-				p++
-				oh, ok1 := num(2)
-				ok2 := lit(':')
-				om, ok3 := num(2)
-				if !(ok1 && ok2 && ok3) {
-					return bad()
-				}
-				off := oh*3600 + om*60
-				if lit(':') {
-					os, ok := num(2)
-					if !ok {
-						return bad()
-					}
-					off += os
-					if lit('.') {
-						for p < len(s) && s[p] >= '0' && s[p] <= '9' {
-							p++
-						}
-					}
-				}
-				if off >= 24*3600 {
-					return bad()
-				}
-				if off == 0 {
-					loc = time.UTC
-				} else {
-					loc = time.FixedZone("", sign*off)
-				}
-			default:
+		if sc.more() {
+			if loc, ok = sc.offset(); !ok {
 				return bad()
 			}
 		}
-		if p != len(s) {
+		if sc.more() {
 			return bad()
 		}
 	}
@@ -227,6 +145,120 @@ func parseISO(s []byte) (time.Time, error) {
 		return bad() // 2023-02-30
 	}
 	return t, nil
+}
+
+// isoScanner reads an isoformat datetime from left to right.
+type isoScanner struct {
+	s []byte
+	p int // the next byte to read
+}
+
+func (sc *isoScanner) more() bool { return sc.p < len(sc.s) }
+
+// num reads exactly n decimal digits.
+func (sc *isoScanner) num(n int) (int, bool) {
+	if sc.p+n > len(sc.s) {
+		return 0, false
+	}
+	v := 0
+	for _, c := range sc.s[sc.p : sc.p+n] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	sc.p += n
+	return v, true
+}
+
+// lit reads the byte c if it is next.
+func (sc *isoScanner) lit(c byte) bool {
+	if sc.p < len(sc.s) && sc.s[sc.p] == c {
+		sc.p++
+		return true
+	}
+	return false
+}
+
+// digits skips decimal digits and returns how many there were.
+func (sc *isoScanner) digits() int {
+	start := sc.p
+	for sc.p < len(sc.s) && sc.s[sc.p] >= '0' && sc.s[sc.p] <= '9' {
+		sc.p++
+	}
+	return sc.p - start
+}
+
+// clock reads HH:MM, optionally followed by :SS and a fraction of a second
+// after '.' or ',' (digits past the ninth are dropped).
+func (sc *isoScanner) clock() (hour, minute, sec, nsec int, ok bool) {
+	if hour, ok = sc.num(2); !ok || !sc.lit(':') {
+		return 0, 0, 0, 0, false
+	}
+	if minute, ok = sc.num(2); !ok {
+		return 0, 0, 0, 0, false
+	}
+	if !sc.lit(':') {
+		return hour, minute, 0, 0, true
+	}
+	if sec, ok = sc.num(2); !ok {
+		return 0, 0, 0, 0, false
+	}
+	if sc.lit('.') || sc.lit(',') {
+		start := sc.p
+		n := sc.digits()
+		if n == 0 {
+			return 0, 0, 0, 0, false
+		}
+		for _, c := range sc.s[start : start+min(n, 9)] {
+			nsec = nsec*10 + int(c-'0')
+		}
+		for i := n; i < 9; i++ {
+			nsec *= 10
+		}
+	}
+	return hour, minute, sec, nsec, true
+}
+
+// offset reads the UTC offset after the time: Z, or +HH:MM or -HH:MM
+// optionally followed by :SS and a fraction (ignored), less than a day.
+// A zero offset is UTC.
+func (sc *isoScanner) offset() (*time.Location, bool) {
+	if sc.lit('Z') {
+		return time.UTC, true
+	}
+	sign := 1
+	switch {
+	case sc.lit('-'):
+		sign = -1
+	case sc.lit('+'):
+	default:
+		return nil, false
+	}
+	oh, ok1 := sc.num(2)
+	ok2 := sc.lit(':')
+	om, ok3 := sc.num(2)
+	if !(ok1 && ok2 && ok3) {
+		return nil, false
+	}
+	off := oh*3600 + om*60
+	if sc.lit(':') {
+		os, ok := sc.num(2)
+		if !ok {
+			return nil, false
+		}
+		off += os
+		if sc.lit('.') {
+			sc.digits()
+		}
+	}
+	switch {
+	case off >= 24*3600:
+		return nil, false
+	case off == 0:
+		return time.UTC, true
+	}
+	return time.FixedZone("", sign*off), true
 }
 
 var (

@@ -33,6 +33,8 @@ func (t *Transcoder) decoder(typ reflect.Type) decoderFunc {
 	return f
 }
 
+// newDecoder builds the decoder of typ: its transcoding's, a refusal, or
+// the decoder of its kind.
 func (t *Transcoder) newDecoder(typ reflect.Type) decoderFunc {
 	if tr := t.lookupType(typ); tr != nil {
 		return transcodingDecoder(tr)
@@ -44,224 +46,265 @@ func (t *Transcoder) newDecoder(typ reflect.Type) decoderFunc {
 	}
 	switch typ {
 	case objectType:
-		return func(d *decodeState, v reflect.Value) error {
-			if null, err := d.null(); null || err != nil {
-				v.SetZero()
-				return err
-			}
-			if d.peek() != '{' {
-				return d.typeError("an object")
-			}
-			saved := d.ordered
-			d.ordered = true
-			defer func() { d.ordered = saved }()
-			obj := Object{}
-			err := d.decodeMembers(func(key string) error {
-				x, err := d.parseAny(false)
-				if err == nil {
-					obj = append(obj, Member{key, x})
-				}
-				return err
-			})
-			v.Set(reflect.ValueOf(obj))
-			return err
-		}
+		return decodeObject
 	case bigIntType:
-		return func(d *decodeState, v reflect.Value) error {
-			tok, isInt, err := d.readNumberAs("an integer")
-			if err != nil {
-				return err
-			}
-			if !isInt {
-				return fmt.Errorf("%w: want an integer, found %s", ErrDecode, tok)
-			}
-			v.Addr().Interface().(*big.Int).SetString(string(tok), 10)
-			return nil
-		}
+		return decodeBigInt
 	}
 	switch typ.Kind() {
 	case reflect.Bool:
-		return func(d *decodeState, v reflect.Value) error {
-			switch {
-			case d.literal("true"):
-				v.SetBool(true)
-			case d.literal("false"):
-				v.SetBool(false)
-			case d.literal("null"):
-				v.SetBool(false)
-			default:
-				return d.typeError("a boolean")
-			}
-			return nil
-		}
+		return decodeBool
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return func(d *decodeState, v reflect.Value) error {
-			if null, err := d.null(); null || err != nil {
-				v.SetInt(0)
-				return err
-			}
-			tok, isInt, err := d.readNumberAs("an integer")
-			if err != nil {
-				return err
-			}
-			n, perr := strconv.ParseInt(string(tok), 10, 64)
-			if !isInt || perr != nil || v.OverflowInt(n) {
-				return fmt.Errorf("%w: %s does not fit %v", ErrDecode, tok, v.Type())
-			}
-			v.SetInt(n)
-			return nil
-		}
+		return decodeInt
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return func(d *decodeState, v reflect.Value) error {
-			if null, err := d.null(); null || err != nil {
-				v.SetUint(0)
-				return err
-			}
-			tok, isInt, err := d.readNumberAs("an integer")
-			if err != nil {
-				return err
-			}
-			n, perr := strconv.ParseUint(string(tok), 10, 64)
-			if !isInt || perr != nil || v.OverflowUint(n) {
-				return fmt.Errorf("%w: %s does not fit %v", ErrDecode, tok, v.Type())
-			}
-			v.SetUint(n)
-			return nil
-		}
+		return decodeUint
 	case reflect.Float32, reflect.Float64:
-		return func(d *decodeState, v reflect.Value) error {
-			if null, err := d.null(); null || err != nil {
-				v.SetFloat(0)
-				return err
-			}
-			tok, _, err := d.readNumberAs("a number")
-			if err != nil {
-				return err
-			}
-			f, err := parseFloatToken(tok)
-			if err != nil {
-				return fmt.Errorf("%w: %s is not a number", ErrDecode, tok)
-			}
-			v.SetFloat(f)
-			return nil
-		}
+		return decodeFloat
 	case reflect.String:
-		return func(d *decodeState, v reflect.Value) error {
-			if null, err := d.null(); null || err != nil {
-				v.SetString("")
-				return err
-			}
-			if d.peek() != '"' {
-				return d.typeError("a string")
-			}
-			s, err := d.readString()
-			if err != nil {
-				return err
-			}
-			v.SetString(string(s))
-			return nil
-		}
+		return decodeString
 	case reflect.Struct:
 		return t.structDecoder(typ)
 	case reflect.Map:
 		return t.mapDecoder(typ)
 	case reflect.Slice, reflect.Array:
-		elem := t.decoder(typ.Elem())
-		isSlice := typ.Kind() == reflect.Slice
-		return func(d *decodeState, v reflect.Value) error {
-			if null, err := d.null(); null || err != nil {
-				v.SetZero()
-				return err
-			}
-			if d.peek() != '[' {
-				return d.typeError("an array")
-			}
-			if err := d.enter(); err != nil {
-				return err
-			}
-			defer func() { d.depth-- }()
-			d.pos++
-			if isSlice {
-				v.SetLen(0)
-				if v.IsNil() {
-					v.Set(reflect.MakeSlice(typ, 0, 0))
-				}
-			}
-			d.skipSpace()
-			if d.peek() == ']' {
-				d.pos++
-				if !isSlice {
-					v.SetZero()
-				}
-				return nil
-			}
-			for i := 0; ; i++ {
-				d.skipSpace()
-				var ev reflect.Value
-				if isSlice {
-					if v.Len() == v.Cap() {
-						v.Grow(1)
-					}
-					v.SetLen(i + 1)
-					ev = v.Index(i)
-					ev.SetZero()
-				} else if i < v.Len() {
-					ev = v.Index(i)
-				} else {
-					return fmt.Errorf("%w: more than %d elements for %v", ErrDecode, v.Len(), typ)
-				}
-				if err := elem(d, ev); err != nil {
-					return atPath(err, "["+strconv.Itoa(i)+"]")
-				}
-				d.skipSpace()
-				switch d.peek() {
-				case ',':
-					d.pos++
-				case ']':
-					d.pos++
-					if !isSlice {
-						for j := i + 1; j < v.Len(); j++ {
-							v.Index(j).SetZero()
-						}
-					}
-					return nil
-				default:
-					return d.syntaxError("want , or ] in array")
-				}
-			}
-		}
+		return t.listDecoder(typ)
 	case reflect.Pointer:
-		elem := t.decoder(typ.Elem())
-		return func(d *decodeState, v reflect.Value) error {
-			if null, err := d.null(); null || err != nil {
-				v.SetZero()
-				return err
-			}
-			if v.IsNil() {
-				v.Set(reflect.New(typ.Elem()))
-			}
-			return elem(d, v.Elem())
-		}
+		return t.pointerDecoder(typ)
 	case reflect.Interface:
-		return func(d *decodeState, v reflect.Value) error {
-			x, err := d.parseAny(false)
-			if err != nil {
-				return err
-			}
-			if x == nil {
-				v.SetZero()
-				return nil
-			}
-			xv := reflect.ValueOf(x)
-			if !xv.Type().AssignableTo(typ) {
-				return fmt.Errorf("%w: %T does not implement %v", ErrDecode, x, typ)
-			}
-			v.Set(xv)
-			return nil
-		}
+		return interfaceDecoder(typ)
 	}
 	return func(d *decodeState, v reflect.Value) error {
 		return fmt.Errorf("%w: cannot decode into %v", ErrUnsupportedType, typ)
+	}
+}
+
+// decodeObject decodes an object into an Object, keeping the order of its
+// members (and of the objects nested in it).
+func decodeObject(d *decodeState, v reflect.Value) error {
+	if null, err := d.null(); null || err != nil {
+		v.SetZero()
+		return err
+	}
+	if d.peek() != '{' {
+		return d.typeError("an object")
+	}
+	saved := d.ordered
+	d.ordered = true
+	defer func() { d.ordered = saved }()
+	obj := Object{}
+	err := d.decodeMembers(func(key string) error {
+		x, err := d.parseAny(false)
+		if err == nil {
+			obj = append(obj, Member{key, x})
+		}
+		return err
+	})
+	v.Set(reflect.ValueOf(obj))
+	return err
+}
+
+// decodeBigInt decodes an integer of any size into a big.Int.
+func decodeBigInt(d *decodeState, v reflect.Value) error {
+	tok, isInt, err := d.readNumberAs("an integer")
+	if err != nil {
+		return err
+	}
+	if !isInt {
+		return fmt.Errorf("%w: want an integer, found %s", ErrDecode, tok)
+	}
+	v.Addr().Interface().(*big.Int).SetString(string(tok), 10)
+	return nil
+}
+
+// decodeBool decodes true, false or null (false) into a bool.
+func decodeBool(d *decodeState, v reflect.Value) error {
+	switch {
+	case d.literal("true"):
+		v.SetBool(true)
+	case d.literal("false"):
+		v.SetBool(false)
+	case d.literal("null"):
+		v.SetBool(false)
+	default:
+		return d.typeError("a boolean")
+	}
+	return nil
+}
+
+// decodeInt decodes an integer that fits v's type, or null (0).
+func decodeInt(d *decodeState, v reflect.Value) error {
+	if null, err := d.null(); null || err != nil {
+		v.SetInt(0)
+		return err
+	}
+	tok, isInt, err := d.readNumberAs("an integer")
+	if err != nil {
+		return err
+	}
+	n, perr := strconv.ParseInt(string(tok), 10, 64)
+	if !isInt || perr != nil || v.OverflowInt(n) {
+		return fmt.Errorf("%w: %s does not fit %v", ErrDecode, tok, v.Type())
+	}
+	v.SetInt(n)
+	return nil
+}
+
+// decodeUint decodes a non-negative integer that fits v's type, or null (0).
+func decodeUint(d *decodeState, v reflect.Value) error {
+	if null, err := d.null(); null || err != nil {
+		v.SetUint(0)
+		return err
+	}
+	tok, isInt, err := d.readNumberAs("an integer")
+	if err != nil {
+		return err
+	}
+	n, perr := strconv.ParseUint(string(tok), 10, 64)
+	if !isInt || perr != nil || v.OverflowUint(n) {
+		return fmt.Errorf("%w: %s does not fit %v", ErrDecode, tok, v.Type())
+	}
+	v.SetUint(n)
+	return nil
+}
+
+// decodeFloat decodes a number (NaN and the infinities too), or null (0).
+func decodeFloat(d *decodeState, v reflect.Value) error {
+	if null, err := d.null(); null || err != nil {
+		v.SetFloat(0)
+		return err
+	}
+	tok, _, err := d.readNumberAs("a number")
+	if err != nil {
+		return err
+	}
+	f, err := parseFloatToken(tok)
+	if err != nil {
+		return fmt.Errorf("%w: %s is not a number", ErrDecode, tok)
+	}
+	v.SetFloat(f)
+	return nil
+}
+
+// decodeString decodes a string, or null ("").
+func decodeString(d *decodeState, v reflect.Value) error {
+	if null, err := d.null(); null || err != nil {
+		v.SetString("")
+		return err
+	}
+	if d.peek() != '"' {
+		return d.typeError("a string")
+	}
+	s, err := d.readString()
+	if err != nil {
+		return err
+	}
+	v.SetString(string(s))
+	return nil
+}
+
+// listDecoder decodes an array into a slice or an array of typ (an array's
+// elements past the JSON's are zeroed; more JSON elements than it holds
+// are an error), or null (a nil slice, a zero array).
+func (t *Transcoder) listDecoder(typ reflect.Type) decoderFunc {
+	elem := t.decoder(typ.Elem())
+	isSlice := typ.Kind() == reflect.Slice
+	return func(d *decodeState, v reflect.Value) error {
+		if null, err := d.null(); null || err != nil {
+			v.SetZero()
+			return err
+		}
+		if d.peek() != '[' {
+			return d.typeError("an array")
+		}
+		if err := d.enter(); err != nil {
+			return err
+		}
+		defer func() { d.depth-- }()
+		d.pos++
+		if isSlice {
+			v.SetLen(0)
+			if v.IsNil() {
+				v.Set(reflect.MakeSlice(typ, 0, 0))
+			}
+		}
+		d.skipSpace()
+		if d.peek() == ']' {
+			d.pos++
+			if !isSlice {
+				v.SetZero()
+			}
+			return nil
+		}
+		for i := 0; ; i++ {
+			d.skipSpace()
+			var ev reflect.Value
+			if isSlice {
+				if v.Len() == v.Cap() {
+					v.Grow(1)
+				}
+				v.SetLen(i + 1)
+				ev = v.Index(i)
+				ev.SetZero()
+			} else if i < v.Len() {
+				ev = v.Index(i)
+			} else {
+				return fmt.Errorf("%w: more than %d elements for %v", ErrDecode, v.Len(), typ)
+			}
+			if err := elem(d, ev); err != nil {
+				return atPath(err, "["+strconv.Itoa(i)+"]")
+			}
+			d.skipSpace()
+			switch d.peek() {
+			case ',':
+				d.pos++
+			case ']':
+				d.pos++
+				if !isSlice {
+					for j := i + 1; j < v.Len(); j++ {
+						v.Index(j).SetZero()
+					}
+				}
+				return nil
+			default:
+				return d.syntaxError("want , or ] in array")
+			}
+		}
+	}
+}
+
+// pointerDecoder decodes into what a pointer of typ points to, allocating
+// it if nil; null sets the pointer to nil.
+func (t *Transcoder) pointerDecoder(typ reflect.Type) decoderFunc {
+	elem := t.decoder(typ.Elem())
+	return func(d *decodeState, v reflect.Value) error {
+		if null, err := d.null(); null || err != nil {
+			v.SetZero()
+			return err
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(typ.Elem()))
+		}
+		return elem(d, v.Elem())
+	}
+}
+
+// interfaceDecoder decodes any JSON value into an interface of typ: its
+// generic form (or a registered type), which must implement typ.
+func interfaceDecoder(typ reflect.Type) decoderFunc {
+	return func(d *decodeState, v reflect.Value) error {
+		x, err := d.parseAny(false)
+		if err != nil {
+			return err
+		}
+		if x == nil {
+			v.SetZero()
+			return nil
+		}
+		xv := reflect.ValueOf(x)
+		if !xv.Type().AssignableTo(typ) {
+			return fmt.Errorf("%w: %T does not implement %v", ErrDecode, x, typ)
+		}
+		v.Set(xv)
+		return nil
 	}
 }
 

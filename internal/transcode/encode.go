@@ -163,6 +163,8 @@ func typeAtPath(err error, seg string) error {
 
 func indexSegment(i int) string { return "[" + strconv.Itoa(i) + "]" }
 
+// newEncoder builds the encoder of typ: its transcoding's, a refusal, or
+// the encoder of its kind.
 func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	if tr := t.lookupType(typ); tr != nil {
 		return transcodingEncoder(tr)
@@ -174,107 +176,136 @@ func (t *Transcoder) newEncoder(typ reflect.Type) encoderFunc {
 	case objectType:
 		return encodeObject
 	case bigIntType:
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			if v.CanAddr() {
-				return v.Addr().Interface().(*big.Int).Append(b, 10), nil
-			}
-			x := v.Interface().(big.Int) // a copy sharing its digits: only read
-			return x.Append(b, 10), nil
-		}
+		return encodeBigInt
 	}
 	if typ.Kind() == reflect.Pointer && typ.Elem() == bigIntType {
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			if v.IsNil() {
-				return append(b, "null"...), nil
-			}
-			return v.Interface().(*big.Int).Append(b, 10), nil
-		}
+		return encodeBigIntPointer
 	}
 	switch typ.Kind() {
 	case reflect.Bool:
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			if v.Bool() {
-				return append(b, "true"...), nil
-			}
-			return append(b, "false"...), nil
-		}
+		return encodeBool
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			return strconv.AppendInt(b, v.Int(), 10), nil
-		}
+		return encodeInt
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			return strconv.AppendUint(b, v.Uint(), 10), nil
-		}
+		return encodeUint
 	case reflect.Float32, reflect.Float64:
 		bits := typ.Bits()
 		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
 			return appendPyFloat(b, v.Float(), bits), nil
 		}
 	case reflect.String:
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			return appendPyString(b, v.String())
-		}
+		return encodeString
 	case reflect.Struct:
 		return t.structEncoder(typ)
 	case reflect.Map:
 		return t.mapEncoder(typ)
 	case reflect.Slice, reflect.Array:
-		elem := t.encoder(typ.Elem())
-		isSlice := typ.Kind() == reflect.Slice
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			if err := e.enter(typ); err != nil {
-				return nil, err
-			}
-			var k refKey
-			if isSlice {
-				var err error
-				if k, err = e.follow(v); err != nil {
-					return nil, err
-				}
-			}
-			b = append(b, '[')
-			var err error
-			for i := range v.Len() {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				if b, err = elem(e, b, v.Index(i)); err != nil {
-					return nil, atPath(err, indexSegment(i))
-				}
-			}
-			if isSlice {
-				e.unfollow(k)
-			}
-			e.depth--
-			return append(b, ']'), nil
-		}
+		return t.listEncoder(typ)
 	case reflect.Pointer:
-		elem := t.encoder(typ.Elem())
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			if v.IsNil() {
-				return append(b, "null"...), nil
-			}
-			k, err := e.follow(v)
-			if err != nil {
-				return nil, err
-			}
-			if b, err = elem(e, b, v.Elem()); err != nil {
-				return nil, err
-			}
-			e.unfollow(k)
-			return b, nil
-		}
+		return t.pointerEncoder(typ)
 	case reflect.Interface:
-		return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
-			if v.IsNil() {
-				return append(b, "null"...), nil
-			}
-			x := v.Elem()
-			return e.t.encoder(x.Type())(e, b, x)
-		}
+		return encodeInterface
 	}
 	return refuse(fmt.Errorf("%w: %v: JSON has no form for a %v", ErrUnsupportedType, typ, typ.Kind()))
+}
+
+// encodeBigInt writes a big.Int as a JSON integer of any size.
+func encodeBigInt(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	if v.CanAddr() {
+		return v.Addr().Interface().(*big.Int).Append(b, 10), nil
+	}
+	x := v.Interface().(big.Int) // a copy sharing its digits: only read
+	return x.Append(b, 10), nil
+}
+
+// encodeBigIntPointer writes a *big.Int as an integer, or null if nil.
+func encodeBigIntPointer(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	if v.IsNil() {
+		return append(b, "null"...), nil
+	}
+	return v.Interface().(*big.Int).Append(b, 10), nil
+}
+
+func encodeBool(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	if v.Bool() {
+		return append(b, "true"...), nil
+	}
+	return append(b, "false"...), nil
+}
+
+func encodeInt(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	return strconv.AppendInt(b, v.Int(), 10), nil
+}
+
+func encodeUint(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	return strconv.AppendUint(b, v.Uint(), 10), nil
+}
+
+func encodeString(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	return appendPyString(b, v.String())
+}
+
+// listEncoder writes a slice or an array of typ as a JSON array, refusing
+// a slice that contains itself.
+func (t *Transcoder) listEncoder(typ reflect.Type) encoderFunc {
+	elem := t.encoder(typ.Elem())
+	isSlice := typ.Kind() == reflect.Slice
+	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+		if err := e.enter(typ); err != nil {
+			return nil, err
+		}
+		var k refKey
+		if isSlice {
+			var err error
+			if k, err = e.follow(v); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, '[')
+		var err error
+		for i := range v.Len() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = elem(e, b, v.Index(i)); err != nil {
+				return nil, atPath(err, indexSegment(i))
+			}
+		}
+		if isSlice {
+			e.unfollow(k)
+		}
+		e.depth--
+		return append(b, ']'), nil
+	}
+}
+
+// pointerEncoder writes what a pointer of typ points to, or null if nil,
+// refusing a pointer that leads back to itself.
+func (t *Transcoder) pointerEncoder(typ reflect.Type) encoderFunc {
+	elem := t.encoder(typ.Elem())
+	return func(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+		if v.IsNil() {
+			return append(b, "null"...), nil
+		}
+		k, err := e.follow(v)
+		if err != nil {
+			return nil, err
+		}
+		if b, err = elem(e, b, v.Elem()); err != nil {
+			return nil, err
+		}
+		e.unfollow(k)
+		return b, nil
+	}
+}
+
+// encodeInterface writes the value an interface holds, or null if nil.
+func encodeInterface(e *encodeState, b []byte, v reflect.Value) ([]byte, error) {
+	if v.IsNil() {
+		return append(b, "null"...), nil
+	}
+	x := v.Elem()
+	return e.t.encoder(x.Type())(e, b, x)
 }
 
 func transcodingEncoder(tr *transcoding) encoderFunc {

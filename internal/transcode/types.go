@@ -192,7 +192,35 @@ type candidate struct {
 	goPath string // its Go selector from the struct: Inner.Name
 }
 
+// resolveFields lists typ's JSON fields (see structFields) and, for the
+// first JSON name two fields claim at the same depth, an error wrapping
+// ErrUnsupportedType that names both.
 func resolveFields(typ reflect.Type) ([]field, error) {
+	cands := fieldCandidates(typ)
+	// Fields keep declaration order, embedded fields where they are
+	// declared: sort by index path.
+	slices.SortStableFunc(cands, func(a, b candidate) int { return slices.Compare(a.index, b.index) })
+	byName := map[string][]int{}
+	var names []string // in the order of their first fields
+	for i, c := range cands {
+		if byName[c.name] == nil {
+			names = append(names, c.name)
+		}
+		byName[c.name] = append(byName[c.name], i)
+	}
+	winner, ambiguous := chooseFields(typ, cands, names, byName)
+	var fields []field
+	for i, c := range cands {
+		if winner[c.name] == i {
+			fields = append(fields, c.field)
+		}
+	}
+	return fields, ambiguous
+}
+
+// fieldCandidates lists every exported field that could give typ a JSON
+// key, embedded structs' too.
+func fieldCandidates(typ reflect.Type) []candidate {
 	// Breadth first, one depth at a time, as encoding/json's typeFields:
 	// a struct type embedded at a depth where it was already walked has
 	// only deeper copies of names already found. A struct type reached
@@ -254,17 +282,14 @@ func resolveFields(typ reflect.Type) ([]field, error) {
 		}
 		current = next
 	}
-	// Fields keep declaration order, embedded fields where they are
-	// declared: sort by index path.
-	slices.SortStableFunc(cands, func(a, b candidate) int { return slices.Compare(a.index, b.index) })
-	byName := map[string][]int{}
-	var names []string // in the order of their first fields
-	for i, c := range cands {
-		if byName[c.name] == nil {
-			names = append(names, c.name)
-		}
-		byName[c.name] = append(byName[c.name], i)
-	}
+	return cands
+}
+
+// chooseFields picks, for each JSON name, the index in cands of the field
+// that has it, or -1 if the name is ambiguous: the shallowest field wins,
+// and at the same depth the one named by its json tag. The error names the
+// first ambiguous name.
+func chooseFields(typ reflect.Type, cands []candidate, names []string, byName map[string][]int) (map[string]int, error) {
 	winner := make(map[string]int, len(names))
 	var ambiguous error
 	for _, name := range names {
@@ -301,13 +326,7 @@ func resolveFields(typ reflect.Type) ([]field, error) {
 				ErrUnsupportedType, typ, name, strings.Join(paths[:len(paths)-1], ", "), paths[len(paths)-1])
 		}
 	}
-	var fields []field
-	for i, c := range cands {
-		if winner[c.name] == i {
-			fields = append(fields, c.field)
-		}
-	}
-	return fields, ambiguous
+	return winner, ambiguous
 }
 
 // classVersioner is eventsourcing.ClassVersioner: an event type that
