@@ -155,27 +155,27 @@ type PostgresConfig struct {
 // are seconds, as in the Python library ("5", "0.5"), or Go durations
 // ("5s", "250ms").
 const (
-	EnvPersistenceModule  = "PERSISTENCE_MODULE"
-	EnvCreateTable        = "CREATE_TABLE"
-	EnvCipherTopic        = "CIPHER_TOPIC"
-	EnvCipherKey          = "CIPHER_KEY"
-	EnvCompressorTopic    = "COMPRESSOR_TOPIC"
-	EnvSingleRowTracking  = "SINGLE_ROW_TRACKING"
-	EnvSQLiteDBName       = "SQLITE_DBNAME"
-	EnvSQLiteLockTimeout  = "SQLITE_LOCK_TIMEOUT"
-	EnvPostgresDBName     = "POSTGRES_DBNAME"
-	EnvPostgresHost       = "POSTGRES_HOST"
-	EnvPostgresPort       = "POSTGRES_PORT"
-	EnvPostgresUser       = "POSTGRES_USER"
-	EnvPostgresPassword   = "POSTGRES_PASSWORD"
-	EnvPostgresConnectTO  = "POSTGRES_CONNECT_TIMEOUT"
-	EnvPostgresConnMaxAge = "POSTGRES_CONN_MAX_AGE"
-	EnvPostgresPrePing    = "POSTGRES_PRE_PING"
-	EnvPostgresPoolSize   = "POSTGRES_POOL_SIZE"
-	EnvPostgresMaxOverflw = "POSTGRES_MAX_OVERFLOW"
-	EnvPostgresLockTO     = "POSTGRES_LOCK_TIMEOUT"
-	EnvPostgresIdleInTxTO = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
-	EnvPostgresSchema     = "POSTGRES_SCHEMA"
+	EnvPersistenceModule                       = "PERSISTENCE_MODULE"
+	EnvCreateTable                             = "CREATE_TABLE"
+	EnvCipherTopic                             = "CIPHER_TOPIC"
+	EnvCipherKey                               = "CIPHER_KEY"
+	EnvCompressorTopic                         = "COMPRESSOR_TOPIC"
+	EnvSingleRowTracking                       = "SINGLE_ROW_TRACKING"
+	EnvSQLiteDBName                            = "SQLITE_DBNAME"
+	EnvSQLiteLockTimeout                       = "SQLITE_LOCK_TIMEOUT"
+	EnvPostgresDBName                          = "POSTGRES_DBNAME"
+	EnvPostgresHost                            = "POSTGRES_HOST"
+	EnvPostgresPort                            = "POSTGRES_PORT"
+	EnvPostgresUser                            = "POSTGRES_USER"
+	EnvPostgresPassword                        = "POSTGRES_PASSWORD"
+	EnvPostgresConnectTimeout                  = "POSTGRES_CONNECT_TIMEOUT"
+	EnvPostgresConnMaxAge                      = "POSTGRES_CONN_MAX_AGE"
+	EnvPostgresPrePing                         = "POSTGRES_PRE_PING"
+	EnvPostgresPoolSize                        = "POSTGRES_POOL_SIZE"
+	EnvPostgresMaxOverflow                     = "POSTGRES_MAX_OVERFLOW"
+	EnvPostgresLockTimeout                     = "POSTGRES_LOCK_TIMEOUT"
+	EnvPostgresIdleInTransactionSessionTimeout = "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"
+	EnvPostgresSchema                          = "POSTGRES_SCHEMA"
 	// EnvPostgresSSLMode and EnvPostgresSSLRootCert are this library's
 	// (the Python library leaves TLS to libpq's PGSSLMODE and
 	// PGSSLROOTCERT, which are honoured here too when these are unset):
@@ -187,55 +187,54 @@ const (
 	// MaxReplicaLag, read by LoadConfig, used by OpenReplicated.
 	EnvPostgresReadHosts     = "POSTGRES_READ_HOSTS"
 	EnvPostgresMaxReplicaLag = "POSTGRES_MAX_REPLICA_LAG"
+	// EnvCipherKeyPrevious is this library's (the Python library has no key
+	// rotation): Config.PreviousCipherKeys, comma-separated standard base64
+	// keys, newest first, read only with CIPHER_KEY.
+	EnvCipherKeyPrevious = "CIPHER_KEY_PREVIOUS"
+	// EnvIsSnapshottingEnabled sets Config.Snapshotting (a boolean).
+	EnvIsSnapshottingEnabled = "IS_SNAPSHOTTING_ENABLED"
 )
-
-// EnvCipherKeyPrevious is this library's (the Python library has no key
-// rotation): Config.PreviousCipherKeys, comma-separated standard base64
-// keys, newest first, read only with CIPHER_KEY.
-const EnvCipherKeyPrevious = "CIPHER_KEY_PREVIOUS"
 
 // Further environment variables the Python library reads. [LoadConfig]
 // accepts the values it can honour (noted beside each) and returns a
 // *[ConfigError] naming the variable for any other value, rather than
-// ignoring it.
+// ignoring it. The README's configuration table lists them.
 const (
-	// EnvIsSnapshottingEnabled sets Config.Snapshotting (a boolean).
-	EnvIsSnapshottingEnabled = "IS_SNAPSHOTTING_ENABLED"
-	// EnvInfrastructureFactory and EnvFactoryTopic are the legacy names of
+	// envInfrastructureFactory and envFactoryTopic are the legacy names of
 	// PERSISTENCE_MODULE, read in this order when it is unset or empty;
 	// they take the same values.
-	EnvInfrastructureFactory = "INFRASTRUCTURE_FACTORY"
-	EnvFactoryTopic          = "FACTORY_TOPIC"
-	// EnvTranscoderTopic may only name JSONTranscoderTopic.
-	EnvTranscoderTopic = "TRANSCODER_TOPIC"
-	// EnvMapperTopic may only name MapperTopic.
-	EnvMapperTopic = "MAPPER_TOPIC"
-	// EnvApplicationRecorderTopic, EnvTrackingRecorderTopic and
-	// EnvProcessRecorderTopic may only name the persistence module's own
+	envInfrastructureFactory = "INFRASTRUCTURE_FACTORY"
+	envFactoryTopic          = "FACTORY_TOPIC"
+	// envTranscoderTopic may only name JSONTranscoderTopic.
+	envTranscoderTopic = "TRANSCODER_TOPIC"
+	// envMapperTopic may only name MapperTopic.
+	envMapperTopic = "MAPPER_TOPIC"
+	// envApplicationRecorderTopic, envTrackingRecorderTopic and
+	// envProcessRecorderTopic may only name the persistence module's own
 	// recorder classes, such as eventsourcing.sqlite:SQLiteProcessRecorder.
-	EnvApplicationRecorderTopic = "APPLICATION_RECORDER_TOPIC"
-	EnvTrackingRecorderTopic    = "TRACKING_RECORDER_TOPIC"
-	EnvProcessRecorderTopic     = "PROCESS_RECORDER_TOPIC"
-	// EnvOriginatorIDType may only be uuid: originator IDs are uuid.UUID.
-	EnvOriginatorIDType = "ORIGINATOR_ID_TYPE"
-	// EnvAggregateCacheMaxSize must be unset or empty: this library keeps
+	envApplicationRecorderTopic = "APPLICATION_RECORDER_TOPIC"
+	envTrackingRecorderTopic    = "TRACKING_RECORDER_TOPIC"
+	envProcessRecorderTopic     = "PROCESS_RECORDER_TOPIC"
+	// envOriginatorIDType may only be uuid: originator IDs are uuid.UUID.
+	envOriginatorIDType = "ORIGINATOR_ID_TYPE"
+	// envAggregateCacheMaxSize must be unset or empty: this library keeps
 	// no aggregate cache.
-	EnvAggregateCacheMaxSize = "AGGREGATE_CACHE_MAXSIZE"
-	// EnvAggregateCacheFastforward, EnvAggregateCacheFastforwardSkipping and
-	// EnvDeepcopyFromAggregateCache are booleans that, as in Python, mean
+	envAggregateCacheMaxSize = "AGGREGATE_CACHE_MAXSIZE"
+	// envAggregateCacheFastforward, envAggregateCacheFastforwardSkipping and
+	// envDeepcopyFromAggregateCache are booleans that, as in Python, mean
 	// nothing without an aggregate cache.
-	EnvAggregateCacheFastforward         = "AGGREGATE_CACHE_FASTFORWARD"
-	EnvAggregateCacheFastforwardSkipping = "AGGREGATE_CACHE_FASTFORWARD_SKIPPING"
-	EnvDeepcopyFromAggregateCache        = "DEEPCOPY_FROM_AGGREGATE_CACHE"
-	// EnvPostgresEnableDBFunctions may only be false: inserts are plain
+	envAggregateCacheFastforward         = "AGGREGATE_CACHE_FASTFORWARD"
+	envAggregateCacheFastforwardSkipping = "AGGREGATE_CACHE_FASTFORWARD_SKIPPING"
+	envDeepcopyFromAggregateCache        = "DEEPCOPY_FROM_AGGREGATE_CACHE"
+	// envPostgresEnableDBFunctions may only be false: inserts are plain
 	// statements, not Python's stored functions. Read for postgres only.
-	EnvPostgresEnableDBFunctions = "POSTGRES_ENABLE_DB_FUNCTIONS"
-	// EnvPostgresGetPasswordTopic names a Python function, so it must be
+	envPostgresEnableDBFunctions = "POSTGRES_ENABLE_DB_FUNCTIONS"
+	// envPostgresGetPasswordTopic names a Python function, so it must be
 	// unset or empty (set POSTGRES_PASSWORD). Read for postgres only.
-	EnvPostgresGetPasswordTopic = "POSTGRES_GET_PASSWORD_TOPIC"
-	// EnvPostgresMaxWaiting may only be 0 (no limit on callers waiting for
+	envPostgresGetPasswordTopic = "POSTGRES_GET_PASSWORD_TOPIC"
+	// envPostgresMaxWaiting may only be 0 (no limit on callers waiting for
 	// a connection, as database/sql has none). Read for postgres only.
-	EnvPostgresMaxWaiting = "POSTGRES_MAX_WAITING"
+	envPostgresMaxWaiting = "POSTGRES_MAX_WAITING"
 )
 
 // ConfigError reports an environment variable, or a Config field, whose
@@ -273,182 +272,21 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 	}
 	env := environment{name: name, lookup: lookup}
 	cfg := &Config{Name: name}
-
-	cfg.PersistenceModule = ModuleMemory
-	for _, k := range []string{EnvPersistenceModule, EnvInfrastructureFactory, EnvFactoryTopic} {
-		v, key, _ := env.get(k)
-		if strings.TrimSpace(v) == "" {
-			continue
-		}
-		m, err := parseModule(v)
-		if err != nil {
-			return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
-		}
-		cfg.PersistenceModule = m
-		break
+	if err := env.module(cfg); err != nil {
+		return nil, err
 	}
 	if err := env.unsupported(cfg.PersistenceModule); err != nil {
 		return nil, err
 	}
-	snapshotting, err := env.boolean(EnvIsSnapshottingEnabled, false)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Snapshotting = snapshotting
-	create, err := env.boolean(EnvCreateTable, true)
-	if err != nil {
-		return nil, err
-	}
-	cfg.SkipCreateTable = !create
-	single, err := env.boolean(EnvSingleRowTracking, true)
-	if err != nil {
-		return nil, err
-	}
-	cfg.MultiRowTracking = !single
-
-	// As in Python: a CIPHER_KEY without a CIPHER_TOPIC means AES.
-	topic, key, _ := env.get(EnvCipherTopic)
-	kv, kkey, kok := env.get(EnvCipherKey)
-	if topic != "" {
-		switch topic {
-		case AESCipherTopic, "eventsourcing.cryptography:AESCipher", "AESCipher", "aes":
-		default:
-			return nil, &ConfigError{Name: key, Value: topic, Reason: "unknown cipher topic (want " + AESCipherTopic + ")"}
-		}
-		if !kok {
-			return nil, &ConfigError{Name: kkey, Reason: "not set, but " + key + " is: give the base64 AES key"}
-		}
-		if kv == "" {
-			return nil, &ConfigError{Name: kkey, Reason: "empty, but " + key + " is set: give the base64 AES key"}
-		}
-	}
-	if kv != "" {
-		// The key is a secret: errors name the variable, not the value.
-		k, err := base64.StdEncoding.DecodeString(kv)
-		if err != nil {
-			return nil, &ConfigError{Name: kkey, Reason: "not standard base64 (value withheld): " + err.Error()}
-		}
-		if n := len(k); n != 16 && n != 24 && n != 32 {
-			return nil, &ConfigError{Name: kkey, Reason: fmt.Sprintf("AES key is %d bytes, want 16, 24 or 32 (value withheld)", n)}
-		}
-		cfg.CipherKey = k
-	}
-	if pv, pkey, _ := env.get(EnvCipherKeyPrevious); strings.TrimSpace(pv) != "" {
-		if kv == "" {
-			return nil, &ConfigError{Name: pkey, Reason: "set, but " + kkey + " is not: give the current key in " + kkey}
-		}
-		for i, part := range strings.Split(pv, ",") {
-			k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
-			if err != nil {
-				return nil, &ConfigError{Name: pkey, Reason: fmt.Sprintf("key %d is not standard base64 (value withheld): %v", i+1, err)}
-			}
-			if n := len(k); n != 16 && n != 24 && n != 32 {
-				return nil, &ConfigError{Name: pkey, Reason: fmt.Sprintf("key %d: AES key is %d bytes, want 16, 24 or 32 (value withheld)", i+1, n)}
-			}
-			cfg.PreviousCipherKeys = append(cfg.PreviousCipherKeys, k)
-		}
-	}
-	if v, key, _ := env.get(EnvCompressorTopic); v != "" {
-		switch v {
-		case ZlibCompressorTopic, "zlib", "ZlibCompressor":
-			cfg.Compress = true
-		default:
-			return nil, &ConfigError{Name: key, Value: v, Reason: "unknown compressor topic (want " + ZlibCompressorTopic + " or zlib)"}
-		}
-	}
-
+	steps := []func(*Config) error{env.flags, env.cipher, env.compressor}
 	switch cfg.PersistenceModule {
 	case ModuleSQLite:
-		v, key, ok := env.get(EnvSQLiteDBName)
-		if !ok || v == "" {
-			return nil, &ConfigError{Name: key, Value: v, Reason: "required when " + EnvPersistenceModule + " is sqlite"}
-		}
-		cfg.SQLite.DBName = v
-		if cfg.SQLite.LockTimeout, err = env.seconds(EnvSQLiteLockTimeout); err != nil {
-			return nil, err
-		}
+		steps = append(steps, env.sqlite)
 	case ModulePostgres:
-		p := &cfg.Postgres
-		for _, f := range []struct {
-			name string
-			dst  *string
-		}{{EnvPostgresDBName, &p.DBName}, {EnvPostgresHost, &p.Host}, {EnvPostgresUser, &p.User}} {
-			v, key, ok := env.get(f.name)
-			if !ok || v == "" {
-				return nil, &ConfigError{Name: key, Value: v, Reason: "required when " + EnvPersistenceModule + " is postgres"}
-			}
-			*f.dst = v
-		}
-		if reason := hostWithPort(p.Host, EnvPostgresPort); reason != "" {
-			_, key, _ := env.get(EnvPostgresHost)
-			return nil, &ConfigError{Name: key, Value: p.Host, Reason: reason}
-		}
-		v, key, ok := env.get(EnvPostgresPassword)
-		if !ok {
-			return nil, &ConfigError{Name: key, Reason: "required when " + EnvPersistenceModule + " is postgres (it may be empty)"}
-		}
-		p.Password = v
-		if p.Port, err = env.integer(EnvPostgresPort, 1, 65535); err != nil {
-			return nil, err
-		}
-		if p.ConnectTimeout, err = env.seconds(EnvPostgresConnectTO); err != nil {
-			return nil, err
-		}
-		if p.ConnMaxAge, err = env.seconds(EnvPostgresConnMaxAge); err != nil {
-			return nil, err
-		}
-		if p.PrePing, err = env.boolean(EnvPostgresPrePing, false); err != nil {
-			return nil, err
-		}
-		if p.PoolSize, err = env.integer(EnvPostgresPoolSize, 1, 1<<20); err != nil {
-			return nil, err
-		}
-		if v, key, ok := env.get(EnvPostgresMaxOverflw); ok && v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return nil, &ConfigError{Name: key, Value: v, Reason: "want a whole number >= 0"}
-			}
-			if n == 0 {
-				n = -1 // explicitly none; zero in Config means the default
-			}
-			p.MaxOverflow = n
-		}
-		if p.LockTimeout, err = env.seconds(EnvPostgresLockTO); err != nil {
-			return nil, err
-		}
-		if v, key, ok := env.get(EnvPostgresIdleInTxTO); ok && v != "" {
-			d, err := parseSeconds(v)
-			if err != nil {
-				return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
-			}
-			if d == 0 {
-				d = -1 // explicitly no limit
-			}
-			p.IdleInTransactionSessionTimeout = d
-		}
-		if v, key, ok := env.get(EnvPostgresSchema); ok && v != "" {
-			if err := validIdentifier(v, 63); err != nil {
-				return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
-			}
-			p.Schema = v
-		}
-		if v, key, _ := env.get(EnvPostgresSSLMode); v != "" {
-			if err := validSSLMode(v); err != nil {
-				return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
-			}
-			p.SSLMode = v
-		}
-		p.SSLRootCert, _, _ = env.get(EnvPostgresSSLRootCert)
-		if v, key, _ := env.get(EnvPostgresReadHosts); strings.TrimSpace(v) != "" {
-			if _, err := ReadHosts(v, p.Port); err != nil {
-				return nil, &ConfigError{Name: key, Value: v, Reason: err.Error()}
-			}
-			p.ReadHosts = v
-		}
-		if p.MaxReplicaLag, err = env.seconds(EnvPostgresMaxReplicaLag); err != nil {
-			return nil, err
-		}
-		if err := env.unsupportedPostgres(); err != nil {
+		steps = append(steps, env.postgres)
+	}
+	for _, step := range steps {
+		if err := step(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -456,6 +294,205 @@ func LoadConfig(name string, lookup func(string) (string, bool)) (*Config, error
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// module reads PERSISTENCE_MODULE, or its legacy names; memory if unset.
+func (env environment) module(cfg *Config) error {
+	cfg.PersistenceModule = ModuleMemory
+	for _, k := range []string{EnvPersistenceModule, envInfrastructureFactory, envFactoryTopic} {
+		v, key, _ := env.get(k)
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		m, err := parseModule(v)
+		if err != nil {
+			return &ConfigError{Name: key, Value: v, Reason: err.Error()}
+		}
+		cfg.PersistenceModule = m
+		break
+	}
+	return nil
+}
+
+// flags reads the booleans: IS_SNAPSHOTTING_ENABLED, CREATE_TABLE and
+// SINGLE_ROW_TRACKING.
+func (env environment) flags(cfg *Config) error {
+	snapshotting, err := env.boolean(EnvIsSnapshottingEnabled, false)
+	if err != nil {
+		return err
+	}
+	cfg.Snapshotting = snapshotting
+	create, err := env.boolean(EnvCreateTable, true)
+	if err != nil {
+		return err
+	}
+	cfg.SkipCreateTable = !create
+	single, err := env.boolean(EnvSingleRowTracking, true)
+	if err != nil {
+		return err
+	}
+	cfg.MultiRowTracking = !single
+	return nil
+}
+
+// cipher reads CIPHER_TOPIC, CIPHER_KEY and CIPHER_KEY_PREVIOUS.
+func (env environment) cipher(cfg *Config) error {
+	// As in Python: a CIPHER_KEY without a CIPHER_TOPIC means AES.
+	topic, key, _ := env.get(EnvCipherTopic)
+	kv, kkey, kok := env.get(EnvCipherKey)
+	if topic != "" {
+		switch topic {
+		case AESCipherTopic, "eventsourcing.cryptography:AESCipher", "AESCipher", "aes":
+		default:
+			return &ConfigError{Name: key, Value: topic, Reason: "unknown cipher topic (want " + AESCipherTopic + ")"}
+		}
+		if !kok {
+			return &ConfigError{Name: kkey, Reason: "not set, but " + key + " is: give the base64 AES key"}
+		}
+		if kv == "" {
+			return &ConfigError{Name: kkey, Reason: "empty, but " + key + " is set: give the base64 AES key"}
+		}
+	}
+	if kv != "" {
+		// The key is a secret: errors name the variable, not the value.
+		k, err := base64.StdEncoding.DecodeString(kv)
+		if err != nil {
+			return &ConfigError{Name: kkey, Reason: "not standard base64 (value withheld): " + err.Error()}
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return &ConfigError{Name: kkey, Reason: fmt.Sprintf("AES key is %d bytes, want 16, 24 or 32 (value withheld)", n)}
+		}
+		cfg.CipherKey = k
+	}
+	if pv, pkey, _ := env.get(EnvCipherKeyPrevious); strings.TrimSpace(pv) != "" {
+		if kv == "" {
+			return &ConfigError{Name: pkey, Reason: "set, but " + kkey + " is not: give the current key in " + kkey}
+		}
+		for i, part := range strings.Split(pv, ",") {
+			k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
+			if err != nil {
+				return &ConfigError{Name: pkey, Reason: fmt.Sprintf("key %d is not standard base64 (value withheld): %v", i+1, err)}
+			}
+			if n := len(k); n != 16 && n != 24 && n != 32 {
+				return &ConfigError{Name: pkey, Reason: fmt.Sprintf("key %d: AES key is %d bytes, want 16, 24 or 32 (value withheld)", i+1, n)}
+			}
+			cfg.PreviousCipherKeys = append(cfg.PreviousCipherKeys, k)
+		}
+	}
+	return nil
+}
+
+// compressor reads COMPRESSOR_TOPIC.
+func (env environment) compressor(cfg *Config) error {
+	if v, key, _ := env.get(EnvCompressorTopic); v != "" {
+		switch v {
+		case ZlibCompressorTopic, "zlib", "ZlibCompressor":
+			cfg.Compress = true
+		default:
+			return &ConfigError{Name: key, Value: v, Reason: "unknown compressor topic (want " + ZlibCompressorTopic + " or zlib)"}
+		}
+	}
+	return nil
+}
+
+// sqlite reads the SQLITE_ variables.
+func (env environment) sqlite(cfg *Config) error {
+	v, key, ok := env.get(EnvSQLiteDBName)
+	if !ok || v == "" {
+		return &ConfigError{Name: key, Value: v, Reason: "required when " + EnvPersistenceModule + " is sqlite"}
+	}
+	cfg.SQLite.DBName = v
+	var err error
+	if cfg.SQLite.LockTimeout, err = env.seconds(EnvSQLiteLockTimeout); err != nil {
+		return err
+	}
+	return nil
+}
+
+// postgres reads the POSTGRES_ variables.
+func (env environment) postgres(cfg *Config) error {
+	p := &cfg.Postgres
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{EnvPostgresDBName, &p.DBName}, {EnvPostgresHost, &p.Host}, {EnvPostgresUser, &p.User}} {
+		v, key, ok := env.get(f.name)
+		if !ok || v == "" {
+			return &ConfigError{Name: key, Value: v, Reason: "required when " + EnvPersistenceModule + " is postgres"}
+		}
+		*f.dst = v
+	}
+	if reason := hostWithPort(p.Host, EnvPostgresPort); reason != "" {
+		_, key, _ := env.get(EnvPostgresHost)
+		return &ConfigError{Name: key, Value: p.Host, Reason: reason}
+	}
+	v, key, ok := env.get(EnvPostgresPassword)
+	if !ok {
+		return &ConfigError{Name: key, Reason: "required when " + EnvPersistenceModule + " is postgres (it may be empty)"}
+	}
+	p.Password = v
+	var err error
+	if p.Port, err = env.integer(EnvPostgresPort, 1, 65535); err != nil {
+		return err
+	}
+	if p.ConnectTimeout, err = env.seconds(EnvPostgresConnectTimeout); err != nil {
+		return err
+	}
+	if p.ConnMaxAge, err = env.seconds(EnvPostgresConnMaxAge); err != nil {
+		return err
+	}
+	if p.PrePing, err = env.boolean(EnvPostgresPrePing, false); err != nil {
+		return err
+	}
+	if p.PoolSize, err = env.integer(EnvPostgresPoolSize, 1, 1<<20); err != nil {
+		return err
+	}
+	if v, key, ok := env.get(EnvPostgresMaxOverflow); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return &ConfigError{Name: key, Value: v, Reason: "want a whole number >= 0"}
+		}
+		if n == 0 {
+			n = -1 // explicitly none; zero in Config means the default
+		}
+		p.MaxOverflow = n
+	}
+	if p.LockTimeout, err = env.seconds(EnvPostgresLockTimeout); err != nil {
+		return err
+	}
+	if v, key, ok := env.get(EnvPostgresIdleInTransactionSessionTimeout); ok && v != "" {
+		d, err := parseSeconds(v)
+		if err != nil {
+			return &ConfigError{Name: key, Value: v, Reason: err.Error()}
+		}
+		if d == 0 {
+			d = -1 // explicitly no limit
+		}
+		p.IdleInTransactionSessionTimeout = d
+	}
+	if v, key, ok := env.get(EnvPostgresSchema); ok && v != "" {
+		if err := validIdentifier(v, 63); err != nil {
+			return &ConfigError{Name: key, Value: v, Reason: err.Error()}
+		}
+		p.Schema = v
+	}
+	if v, key, _ := env.get(EnvPostgresSSLMode); v != "" {
+		if err := validSSLMode(v); err != nil {
+			return &ConfigError{Name: key, Value: v, Reason: err.Error()}
+		}
+		p.SSLMode = v
+	}
+	p.SSLRootCert, _, _ = env.get(EnvPostgresSSLRootCert)
+	if v, key, _ := env.get(EnvPostgresReadHosts); strings.TrimSpace(v) != "" {
+		if _, err := ReadHosts(v, p.Port); err != nil {
+			return &ConfigError{Name: key, Value: v, Reason: err.Error()}
+		}
+		p.ReadHosts = v
+	}
+	if p.MaxReplicaLag, err = env.seconds(EnvPostgresMaxReplicaLag); err != nil {
+		return err
+	}
+	return env.unsupportedPostgres()
 }
 
 // Validate checks a configuration made from Go values, returning a
@@ -574,23 +611,23 @@ var recorderTopicPrefixes = map[string]string{
 // default values.
 func (e environment) unsupported(module string) error {
 	for _, c := range []struct{ key, want string }{
-		{EnvTranscoderTopic, JSONTranscoderTopic},
-		{EnvMapperTopic, MapperTopic},
-		{EnvApplicationRecorderTopic, recorderTopicPrefixes[module] + "ApplicationRecorder"},
-		{EnvTrackingRecorderTopic, recorderTopicPrefixes[module] + "TrackingRecorder"},
-		{EnvProcessRecorderTopic, recorderTopicPrefixes[module] + "ProcessRecorder"},
+		{envTranscoderTopic, JSONTranscoderTopic},
+		{envMapperTopic, MapperTopic},
+		{envApplicationRecorderTopic, recorderTopicPrefixes[module] + "ApplicationRecorder"},
+		{envTrackingRecorderTopic, recorderTopicPrefixes[module] + "TrackingRecorder"},
+		{envProcessRecorderTopic, recorderTopicPrefixes[module] + "ProcessRecorder"},
 	} {
 		if v, k, _ := e.get(c.key); v != "" && v != c.want {
 			return &ConfigError{Name: k, Value: v, Reason: "not supported: only " + c.want + " (or empty) can be honoured"}
 		}
 	}
-	if v, k, _ := e.get(EnvOriginatorIDType); v != "" && !strings.EqualFold(v, "uuid") {
+	if v, k, _ := e.get(envOriginatorIDType); v != "" && !strings.EqualFold(v, "uuid") {
 		return &ConfigError{Name: k, Value: v, Reason: "not supported: originator IDs are UUIDs (want uuid or empty)"}
 	}
-	if v, k, _ := e.get(EnvAggregateCacheMaxSize); v != "" {
+	if v, k, _ := e.get(envAggregateCacheMaxSize); v != "" {
 		return &ConfigError{Name: k, Value: v, Reason: "not supported: this library keeps no aggregate cache (leave it unset or empty)"}
 	}
-	for _, k := range []string{EnvAggregateCacheFastforward, EnvAggregateCacheFastforwardSkipping, EnvDeepcopyFromAggregateCache} {
+	for _, k := range []string{envAggregateCacheFastforward, envAggregateCacheFastforwardSkipping, envDeepcopyFromAggregateCache} {
 		if _, err := e.boolean(k, false); err != nil {
 			return err
 		}
@@ -601,18 +638,18 @@ func (e environment) unsupported(module string) error {
 // unsupportedPostgres checks the variables the Python library's Postgres
 // factory reads that this library does not support beyond their defaults.
 func (e environment) unsupportedPostgres() error {
-	on, err := e.boolean(EnvPostgresEnableDBFunctions, false)
+	on, err := e.boolean(envPostgresEnableDBFunctions, false)
 	if err != nil {
 		return err
 	}
 	if on {
-		v, k, _ := e.get(EnvPostgresEnableDBFunctions)
+		v, k, _ := e.get(envPostgresEnableDBFunctions)
 		return &ConfigError{Name: k, Value: v, Reason: "not supported: events are inserted by plain statements, not database functions (want false or empty)"}
 	}
-	if v, k, _ := e.get(EnvPostgresGetPasswordTopic); v != "" {
+	if v, k, _ := e.get(envPostgresGetPasswordTopic); v != "" {
 		return &ConfigError{Name: k, Value: v, Reason: "not supported: a Python function cannot be called; set POSTGRES_PASSWORD, or PostgresConfig.Password from Go"}
 	}
-	if v, k, _ := e.get(EnvPostgresMaxWaiting); strings.TrimSpace(v) != "" {
+	if v, k, _ := e.get(envPostgresMaxWaiting); strings.TrimSpace(v) != "" {
 		if n, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || n != 0 {
 			return &ConfigError{Name: k, Value: v, Reason: "not supported: database/sql does not limit callers waiting for a connection (want 0 or empty)"}
 		}

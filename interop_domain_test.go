@@ -65,7 +65,7 @@ func registerInteropTranscodings(t testing.TB, tr *es.Transcoder) {
 				if a.Location != nil {
 					loc = *a.Location
 				}
-				return es.Object{{"line1", a.Line1}, {"city", a.City}, {"postcode", a.Postcode}, {"country", a.Country}, {"location", loc}}, nil
+				return es.Object{{Key: "line1", Value: a.Line1}, {Key: "city", Value: a.City}, {Key: "postcode", Value: a.Postcode}, {Key: "country", Value: a.Country}, {Key: "location", Value: loc}}, nil
 			},
 			Decode: func(d any) (Address, error) {
 				m, ok := d.(map[string]any)

@@ -135,7 +135,7 @@ func postgresVariables(raw string) (map[string]string, error) {
 		case "sslrootcert":
 			vars["POSTGRES_SSLROOTCERT"] = v
 		case "connect_timeout":
-			vars[es.EnvPostgresConnectTO] = v
+			vars[es.EnvPostgresConnectTimeout] = v
 		default:
 			return nil, fmt.Errorf("PostgreSQL URL: parameter %q is not supported (sslmode, sslrootcert and connect_timeout are; set others with -e, such as -e POSTGRES_LOCK_TIMEOUT=5)", k)
 		}
