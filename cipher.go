@@ -127,7 +127,7 @@ func NewAESCipherBase64(key string) (*AESCipher, error) {
 func DecodeKey(key string) ([]byte, error) {
 	k, err := base64.StdEncoding.DecodeString(key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: cipher key is not standard base64: %v", ErrProgramming, err)
+		return nil, fmt.Errorf("%w: cipher key is not standard base64: %w", ErrProgramming, err)
 	}
 	switch len(k) {
 	case 16, 24, 32:

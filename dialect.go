@@ -50,41 +50,51 @@ type Dialect interface {
 	// inserting events into an events table, to keep notification order:
 	// waiting at most timeout (zero: no limit) for the lock.
 	LockForAppend(events Table, timeout time.Duration) []string
-	// Classify returns the sentinel a driver error matches (ErrIntegrity,
-	// ErrLockTimeout, ErrOperational, ErrProgramming or ErrData), or nil if
-	// it does not know the error.
-	Classify(err error) error
+	// Traits returns the facts about the database that change how the SQL
+	// recorder works.
+	Traits() Traits
+	// Classify says what a driver error is: the sentinel it matches, and
+	// whether the same call may succeed if made again.
+	Classify(err error) ErrorClass
 }
 
-// SingleWriter is implemented by dialects of databases that allow one
-// writer at a time (SQLite). The SQL recorder then lets one of its
-// transactions write at a time, instead of making the others wait on the
-// database's lock.
-type SingleWriter interface {
-	SingleWriter() bool
+// Traits are facts about a database that change how the SQL recorder
+// works. The zero Traits describe a database with many writers that
+// returns notification IDs with RETURNING and binds any number of
+// parameters.
+type Traits struct {
+	// SingleWriter: the database allows one writer at a time (SQLite). The
+	// SQL recorder then lets one of its transactions write at a time,
+	// instead of making the others wait on the database's lock.
+	SingleWriter bool
+	// ConsecutiveIDs: with the write lock held (SingleWriter), the
+	// notification IDs of one multi-row INSERT are consecutive and end at
+	// the driver's LastInsertId (SQLite's rowid), so the SQL recorder needs
+	// no RETURNING clause.
+	ConsecutiveIDs bool
+	// BatchStatements: the driver runs several statements without
+	// arguments, joined with "; ", in one round trip (pgx's simple
+	// protocol). The SQL recorder then sends its lock statements (and
+	// NOTIFY) together.
+	BatchStatements bool
+	// MaxBindParameters is the most parameters one statement may bind;
+	// the SQL recorder refuses a MaxRowsPerStatement that would exceed it.
+	// Zero means no limit.
+	MaxBindParameters int
 }
 
-// ConsecutiveIDs is implemented by single-writer dialects whose
-// notification IDs of one multi-row INSERT are consecutive and end at the
-// driver's LastInsertId (SQLite's rowid, with the write lock held), so that
-// the SQL recorder needs no RETURNING clause.
-type ConsecutiveIDs interface {
-	ConsecutiveIDs() bool
-}
-
-// StatementBatcher is implemented by dialects whose drivers run several
-// statements without arguments, joined with "; ", in one round trip (pgx's
-// simple protocol). The SQL recorder then sends its lock statements (and
-// NOTIFY) together.
-type StatementBatcher interface {
-	BatchStatements() bool
-}
-
-// BindLimiter is implemented by dialects whose databases bind a limited
-// number of parameters in one statement; the SQL recorder refuses a
-// MaxRowsPerStatement that would exceed it.
-type BindLimiter interface {
-	MaxBindParameters() int
+// An ErrorClass is what a dialect knows of a driver error.
+type ErrorClass struct {
+	// Kind is the sentinel the error matches: ErrIntegrity,
+	// ErrLockTimeout, ErrOperational, ErrProgramming or ErrData; nil if
+	// the dialect does not know the error (the recorder then treats it as
+	// ErrOperational).
+	Kind error
+	// Transient: the same call may succeed if made again, such as after a
+	// lost connection, a serialization failure, a deadlock or a server
+	// shutting down. [IsRetryable] retries only transient errors (and lock
+	// timeouts, which always are).
+	Transient bool
 }
 
 // Notifier is implemented by dialects of databases that can wake
@@ -96,6 +106,38 @@ type Notifier interface {
 	// NotifyStatement returns the statement that notifies the events
 	// table's channel, or "" for none.
 	NotifyStatement(events Table) string
+}
+
+// A Listener is a [Dialect] of a database that can wake sessions when
+// another session commits events: PostgreSQL's LISTEN, the other half of
+// [Notifier]. The SQL recorder's Wake uses it.
+type Listener interface {
+	// Listen holds one connection of db listening on the events table's
+	// channel, and calls wake (which must not block) for each notification,
+	// and each time it starts listening (notifications may have been
+	// missed before), until ctx ends; then it closes the connection and
+	// returns. A lost connection is replaced, after a backoff. It gives up
+	// early only when listening can never work (a driver that is not the
+	// dialect's).
+	Listen(ctx context.Context, db *sql.DB, events Table, wake func())
+}
+
+// Replication is implemented by dialects of databases that stream their
+// write-ahead log to read-only standbys (PostgreSQL hot standbys), which
+// [ReplicatedRecorder] reads from.
+type Replication interface {
+	// PositionQuery returns a query whose one row holds the primary's
+	// current WAL position as an integer, at or past the end of every
+	// commit acknowledged before it ran, also one not yet flushed (as with
+	// PostgreSQL's synchronous_commit off), and reached by ReplicaQuery's
+	// replayed position once a standby has replayed those commits. It must
+	// fail on a standby.
+	PositionQuery() string
+	// ReplicaQuery returns a query whose one row holds: whether the
+	// database is a standby (in recovery), the WAL position it has
+	// replayed as an integer (0 if none), and the seconds since it replayed
+	// its last commit (NULL if none).
+	ReplicaQuery() string
 }
 
 // SchemaChecker is implemented by dialects that can tell with reads which
@@ -165,7 +207,7 @@ func (t Table) Quote(d Dialect) string {
 // an error wrapping ErrProgramming that names the problem.
 func ValidateIdentifier(name string, max int) error {
 	if err := validIdentifier(name, max); err != nil {
-		return fmt.Errorf("%w: invalid name %q: %v", ErrProgramming, name, err)
+		return fmt.Errorf("%w: invalid name %q: %w", ErrProgramming, name, err)
 	}
 	return nil
 }

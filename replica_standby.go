@@ -15,24 +15,6 @@ import (
 	"time"
 )
 
-// Replication is implemented by dialects of databases that stream their
-// write-ahead log to read-only standbys (PostgreSQL hot standbys), which
-// [ReplicatedRecorder] reads from.
-type Replication interface {
-	// PositionQuery returns a query whose one row holds the primary's
-	// current WAL position as an integer, at or past the end of every
-	// commit acknowledged before it ran, also one not yet flushed (as with
-	// PostgreSQL's synchronous_commit off), and reached by ReplicaQuery's
-	// replayed position once a standby has replayed those commits. It must
-	// fail on a standby.
-	PositionQuery() string
-	// ReplicaQuery returns a query whose one row holds: whether the
-	// database is a standby (in recovery), the WAL position it has
-	// replayed as an integer (0 if none), and the seconds since it replayed
-	// its last commit (NULL if none).
-	ReplicaQuery() string
-}
-
 // Standby is a read-only copy of the primary database that replays its
 // write-ahead log: a PostgreSQL hot standby (streaming replication).
 type Standby struct {

@@ -103,7 +103,7 @@ func (r *SQLRecorder) commitOutcome(p commitProbe, locked bool) (committed bool,
 func (r *SQLRecorder) beginCheck(ctx context.Context) (*sql.Tx, error) {
 	for {
 		tx, err := r.db.BeginTx(ctx, nil)
-		if err == nil || r.writeMu == nil || r.d.Classify(err) != ErrLockTimeout {
+		if err == nil || r.writeMu == nil || r.kind(err) != ErrLockTimeout {
 			return tx, err
 		}
 		select {

@@ -10,15 +10,6 @@ import (
 	"strings"
 )
 
-// TransientClassifier is implemented by dialects that know which driver
-// errors are transient: failures after which the same call may succeed,
-// such as a lost connection, a serialization failure, a deadlock or a
-// server shutting down. Errors that are not are never retried by
-// [IsRetryable]; lock timeouts always are.
-type TransientClassifier interface {
-	Transient(err error) bool
-}
-
 // dbError wraps a driver error as a *DatabaseError (or *IntegrityError)
 // of the kind the dialect classifies it as. A cancelled or expired context
 // is ErrOperational, not transient.
@@ -28,17 +19,15 @@ func (r *SQLRecorder) dbError(ctx context.Context, op string, t Table, err error
 	if errors.As(err, &ie) || errors.As(err, &de) {
 		return err
 	}
-	kind := r.d.Classify(err)
+	class := r.d.Classify(err)
+	kind := class.Kind
 	if ctx.Err() != nil && kind != ErrIntegrity {
 		return &DatabaseError{Kind: ErrOperational, Op: op, Table: t.String(), Err: &contextError{cause: context.Cause(ctx), err: err}}
 	}
 	if kind == ErrIntegrity {
 		return &IntegrityError{Table: t.String(), Err: err}
 	}
-	transient := kind == ErrLockTimeout || connectionLost(err)
-	if tc, ok := r.d.(TransientClassifier); ok && tc.Transient(err) {
-		transient = true
-	}
+	transient := class.Transient || kind == ErrLockTimeout || connectionLost(err)
 	if kind == nil {
 		kind = ErrOperational // unknown driver errors: not retryable unless known transient
 	}
@@ -60,6 +49,9 @@ func (e *contextError) Error() string {
 }
 
 func (e *contextError) Unwrap() []error { return []error{e.cause, e.err} }
+
+// kind returns the sentinel the dialect classifies a driver error as.
+func (r *SQLRecorder) kind(err error) error { return r.d.Classify(err).Kind }
 
 // connectionLost reports errors that database/sql or the network give for a
 // connection that broke.

@@ -145,9 +145,10 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	if o.MaxRowsPerStatement <= 0 {
 		o.MaxRowsPerStatement = 1000
 	}
-	if bl, ok := d.(BindLimiter); ok && 4*o.MaxRowsPerStatement > bl.MaxBindParameters() {
+	traits := d.Traits()
+	if n := traits.MaxBindParameters; n > 0 && 4*o.MaxRowsPerStatement > n {
 		return nil, fmt.Errorf("%w: MaxRowsPerStatement %d: %s binds at most %d parameters in a statement, 4 per row: at most %d rows",
-			ErrProgramming, o.MaxRowsPerStatement, d.Name(), bl.MaxBindParameters(), bl.MaxBindParameters()/4)
+			ErrProgramming, o.MaxRowsPerStatement, d.Name(), n, n/4)
 	}
 	if o.LockTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative LockTimeout %v", ErrProgramming, o.LockTimeout)
@@ -162,12 +163,10 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 		maxRows:   o.MaxRowsPerStatement,
 		nid:       d.NotificationIDColumn(),
 	}
-	if sw, ok := d.(SingleWriter); ok && sw.SingleWriter() {
+	if traits.SingleWriter {
 		r.writeMu = make(chan struct{}, 1)
 		r.stmts.enabled = true
-	}
-	if c, ok := d.(ConsecutiveIDs); ok && c.ConsecutiveIDs() && r.writeMu != nil {
-		r.lastInsertID = true
+		r.lastInsertID = traits.ConsecutiveIDs
 	}
 	if o.MaxGroupSize == 0 {
 		o.MaxGroupSize = 100
@@ -179,7 +178,7 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	r.observer = o.Observer
 	r.lockSQL = d.LockForAppend(r.events, r.lockTO)
 	r.checkLockSQL = d.LockForAppend(r.events, commitCheckTimeout)
-	if b, ok := d.(StatementBatcher); ok && b.BatchStatements() && len(r.lockSQL) > 0 {
+	if traits.BatchStatements && len(r.lockSQL) > 0 {
 		// One round trip for the lock statements and the NOTIFY. NOTIFY
 		// takes effect at COMMIT wherever it is sent in the transaction
 		// (and not at all if it rolls back), and its commit-time lock is
@@ -390,7 +389,7 @@ func appendNew(stmts []string, more ...string) []string {
 // is a collision in the database's catalog with another session creating
 // the same table, not a conflict between events, and is worth retrying.
 func (r *SQLRecorder) ddlError(ctx context.Context, err error) error {
-	if ctx.Err() == nil && r.d.Classify(err) == ErrIntegrity {
+	if ctx.Err() == nil && r.kind(err) == ErrIntegrity {
 		return &DatabaseError{Kind: ErrOperational, Op: "create tables", Table: r.events.String(), Err: err, Transient: true}
 	}
 	return r.dbError(ctx, "create tables", r.events, err)

@@ -79,7 +79,7 @@ func (r *SQLRecorder) WithTracking(ctx context.Context, t Tracking, fn func(ctx 
 	err = tx.Commit()
 	r.releaseWriter()
 	if err != nil {
-		if errors.Is(err, sql.ErrTxDone) || r.d.Classify(err) == ErrIntegrity {
+		if errors.Is(err, sql.ErrTxDone) || r.kind(err) == ErrIntegrity {
 			return r.dbError(context.Background(), "commit", r.tracking, err)
 		}
 		committed, checkErr := r.commitOutcome(commitProbe{ctx: ctx, tracking: &t}, locked)

@@ -322,7 +322,7 @@ func TestSQLSnapshotRecorderIsNotAProcessRecorder(t *testing.T) {
 func TestPostgresRetryable(t *testing.T) {
 	d := postgres.Dialect{}
 	for code, want := range map[string]bool{"40001": true, "40P01": true, "57P01": true, "08006": true, "55P03": true, "25006": false, "XX000": false, "53100": false} {
-		if got := d.Transient(&pgconn.PgError{Code: code}); got != want {
+		if got := d.Classify(&pgconn.PgError{Code: code}).Transient; got != want {
 			t.Errorf("Transient(SQLSTATE %s) = %v, want %v", code, got, want)
 		}
 	}

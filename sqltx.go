@@ -170,7 +170,7 @@ func (t *sqlTx) commit(p commitProbe) error {
 	if err == nil {
 		return nil
 	}
-	if r.d.Classify(err) == ErrIntegrity {
+	if r.kind(err) == ErrIntegrity {
 		return r.dbError(context.Background(), "commit", r.events, err)
 	}
 	committed, checkErr := r.commitOutcome(p, t.locked)
@@ -372,7 +372,7 @@ func (r *SQLRecorder) insertTracking(ctx context.Context, tx *sql.Tx, t Tracking
 	}
 	res, err := r.txExec(ctx, tx, r.trackSQL, args...)
 	if err != nil {
-		if r.d.Classify(err) == ErrIntegrity {
+		if r.kind(err) == ErrIntegrity {
 			return conflict(err)
 		}
 		return r.dbError(ctx, "insert tracking", r.tracking, err)

@@ -2,7 +2,6 @@ package eventsourcing
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
@@ -70,20 +69,6 @@ type Waker interface {
 	// listen false, Wake uses no database connection (only commits in
 	// this process wake).
 	Wake(ctx context.Context, listen bool, wake func())
-}
-
-// A Listener is a [Dialect] of a database that can wake sessions when
-// another session commits events: PostgreSQL's LISTEN, the other half of
-// [Notifier]. The SQL recorder's Wake uses it.
-type Listener interface {
-	// Listen holds one connection of db listening on the events table's
-	// channel, and calls wake (which must not block) for each notification,
-	// and each time it starts listening (notifications may have been
-	// missed before), until ctx ends; then it closes the connection and
-	// returns. A lost connection is replaced, after a backoff. It gives up
-	// early only when listening can never work (a driver that is not the
-	// dialect's).
-	Listen(ctx context.Context, db *sql.DB, events Table, wake func())
 }
 
 // followSignal calls wake once it waits for broadcasts of s, and after each

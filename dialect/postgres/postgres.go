@@ -141,21 +141,17 @@ type Dialect struct{}
 var (
 	_ es.Dialect             = Dialect{}
 	_ es.Notifier            = Dialect{}
-	_ es.BindLimiter         = Dialect{}
-	_ es.StatementBatcher    = Dialect{}
-	_ es.TransientClassifier = Dialect{}
 	_ es.SchemaChecker       = Dialect{}
 	_ es.OriginatorIDChecker = Dialect{}
 )
 
-// BatchStatements reports true: pgx runs statements without arguments with
-// the simple protocol, which takes several joined with "; " in one round
-// trip.
-func (Dialect) BatchStatements() bool { return true }
-
-// MaxBindParameters returns 65535, the most parameters the extended query
-// protocol binds in one statement.
-func (Dialect) MaxBindParameters() int { return 65535 }
+// Traits returns PostgreSQL's: many writers; pgx runs statements without
+// arguments with the simple protocol, which takes several joined with "; "
+// in one round trip; the extended query protocol binds at most 65535
+// parameters in one statement.
+func (Dialect) Traits() es.Traits {
+	return es.Traits{BatchStatements: true, MaxBindParameters: 65535}
+}
 
 // ceilMillis returns d in whole milliseconds, rounding up: PostgreSQL
 // reads a timeout of 0 as "no limit", so 0.5 ms must become 1 ms, not 0.
@@ -341,9 +337,15 @@ func (d Dialect) NotifyStatement(events es.Table) string {
 }
 
 // Classify maps PostgreSQL SQLSTATEs and connection failures to the
-// eventsourcing sentinels. A unique violation on a system catalog (two
-// sessions creating one table) is operational, not an integrity error.
-func (Dialect) Classify(err error) error {
+// eventsourcing sentinels, and says which are transient (see transient).
+func (Dialect) Classify(err error) es.ErrorClass {
+	return es.ErrorClass{Kind: kind(err), Transient: transient(err)}
+}
+
+// kind returns the sentinel a driver error matches, or nil. A unique
+// violation on a system catalog (two sessions creating one table) is
+// operational, not an integrity error.
+func kind(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -369,13 +371,13 @@ func (Dialect) Classify(err error) error {
 	return nil
 }
 
-// Transient reports the errors after which the same call may succeed:
+// transient reports the errors after which the same call may succeed:
 // connection failures (class 08, a lost or refused connection), a
 // serialization failure or deadlock (40001, 40P01), lock_not_available
 // (55P03), too many connections (53300), the server shutting down or
 // starting (57P01, 57P02, 57P03), a catalog collision between sessions
 // creating one table, and errors pgx knows were sent before any effect.
-func (Dialect) Transient(err error) bool {
+func transient(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {

@@ -101,7 +101,7 @@ func OpenWith(ctx context.Context, dbname string, opts *Options) (*sql.DB, error
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: open sqlite %q: %v", es.ErrOperational, dbname, err)
+		return nil, fmt.Errorf("%w: open sqlite %q: %w", es.ErrOperational, dbname, err)
 	}
 	if memory {
 		db.SetMaxOpenConns(1)
@@ -120,27 +120,23 @@ func OpenWith(ctx context.Context, dbname string, opts *Options) (*sql.DB, error
 type Dialect struct{}
 
 var (
-	_ es.Dialect             = Dialect{}
-	_ es.SingleWriter        = Dialect{}
-	_ es.BindLimiter         = Dialect{}
-	_ es.ConsecutiveIDs      = Dialect{}
-	_ es.TransientClassifier = Dialect{}
-	_ es.SchemaChecker       = Dialect{}
+	_ es.Dialect       = Dialect{}
+	_ es.SchemaChecker = Dialect{}
 )
 
-// ConsecutiveIDs reports true: with the write lock held, the rowids of one
-// multi-row INSERT are max(rowid)+1, +2, ..., and last_insert_rowid() is
-// the last of them (TestSQLiteNotificationIDsAreTheRowids). Only a table
-// whose rowid reached 2^63-1 would take random rowids instead; nothing
-// checks for that.
-func (Dialect) ConsecutiveIDs() bool { return true }
+// Traits returns SQLite's: one writer per database; with the write lock
+// held, the rowids of one multi-row INSERT are max(rowid)+1, +2, ..., and
+// last_insert_rowid() is the last of them
+// (TestSQLiteNotificationIDsAreTheRowids; only a table whose rowid reached
+// 2^63-1 would take random rowids instead, and nothing checks for that);
+// at most 32766 parameters in one statement (SQLITE_MAX_VARIABLE_NUMBER).
+func (Dialect) Traits() es.Traits {
+	return es.Traits{SingleWriter: true, ConsecutiveIDs: true, MaxBindParameters: 32766}
+}
 
-// MaxBindParameters returns 32766, SQLite's SQLITE_MAX_VARIABLE_NUMBER.
-func (Dialect) MaxBindParameters() int { return 32766 }
-
-// Transient reports the errors after which the same call may succeed: the
+// transient reports the errors after which the same call may succeed: the
 // database was busy or locked by another connection.
-func (Dialect) Transient(err error) bool {
+func transient(err error) bool {
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return false
@@ -232,11 +228,14 @@ func tableInfo(t es.Table) (string, []any) {
 // LockForAppend returns nothing: transactions begin IMMEDIATE.
 func (Dialect) LockForAppend(es.Table, time.Duration) []string { return nil }
 
-// SingleWriter reports true: SQLite has one writer per database.
-func (Dialect) SingleWriter() bool { return true }
+// Classify maps SQLite result codes to the eventsourcing sentinels; busy
+// and locked are transient.
+func (Dialect) Classify(err error) es.ErrorClass {
+	return es.ErrorClass{Kind: kind(err), Transient: transient(err)}
+}
 
-// Classify maps SQLite result codes to the eventsourcing sentinels.
-func (Dialect) Classify(err error) error {
+// kind returns the sentinel a driver error matches, or nil.
+func kind(err error) error {
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return nil
