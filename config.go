@@ -805,22 +805,3 @@ func validSSLMode(mode string) error {
 	}
 	return errors.New("unknown sslmode (want disable, allow, prefer, require, verify-ca or verify-full)")
 }
-
-// validIdentifier checks an SQL identifier as the Python library would
-// accept it: letters, digits and underscores, not starting with a digit, at
-// most max bytes.
-func validIdentifier(s string, max int) error {
-	if s == "" {
-		return fmt.Errorf("empty name")
-	}
-	if len(s) > max {
-		return fmt.Errorf("name is %d bytes, longer than %d", len(s), max)
-	}
-	for i, r := range s {
-		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
-		if !ok {
-			return fmt.Errorf("invalid character %q at byte %d (letters, digits and underscores only)", r, i)
-		}
-	}
-	return nil
-}

@@ -256,3 +256,22 @@ func lookupOpener(module string) (Opener, error) {
 	return nil, fmt.Errorf("%w: no dialect registered for persistence module %q: add\n\timport _ \"github.com/seed06b138f8/eventsourcing/dialect/%s\"\nto your program (registered: %s)",
 		ErrProgramming, module, module, strings.Join(append([]string{"memory"}, Dialects()...), ", "))
 }
+
+// validIdentifier checks an SQL identifier as the Python library would
+// accept it: letters, digits and underscores, not starting with a digit, at
+// most max bytes.
+func validIdentifier(s string, max int) error {
+	if s == "" {
+		return fmt.Errorf("empty name")
+	}
+	if len(s) > max {
+		return fmt.Errorf("name is %d bytes, longer than %d", len(s), max)
+	}
+	for i, r := range s {
+		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("invalid character %q at byte %d (letters, digits and underscores only)", r, i)
+		}
+	}
+	return nil
+}

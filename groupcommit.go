@@ -17,16 +17,6 @@ type GroupStats struct {
 	Calls        int64
 }
 
-// GroupStats returns the recorder's group commit counts (zero if group
-// commit is off). Calls counts exactly the calls that were told their
-// events are written.
-func (r *SQLRecorder) GroupStats() GroupStats {
-	if !r.group.grouping() {
-		return GroupStats{}
-	}
-	return GroupStats{Transactions: r.group.groups.Load(), Calls: r.group.calls.Load()}
-}
-
 // Group commit: concurrent InsertEvents calls on one SQLRecorder are
 // combined into one transaction (one lock, one commit), as bbolt's
 // DB.Batch does.

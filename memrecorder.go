@@ -296,3 +296,9 @@ func (r *MemoryRecorder) trackingOf(app string) (int64, bool) {
 	id, ok := r.tracking[app]
 	return id, ok
 }
+
+// Wake calls wake after each commit of events or tracking records by this
+// recorder. The recorder is in memory, so listen changes nothing.
+func (r *MemoryRecorder) Wake(ctx context.Context, listen bool, wake func()) {
+	followSignal(ctx, &r.commits, wake)
+}

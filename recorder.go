@@ -2,6 +2,7 @@ package eventsourcing
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/uuid"
 )
@@ -111,3 +112,37 @@ type ProcessRecorder interface {
 	// ID has been processed: it is at or below the highest one recorded.
 	HasTrackingID(ctx context.Context, applicationName string, notificationID int64) (bool, error)
 }
+
+// checkTrackingRecord refuses a record of the reserved application name,
+// or whose First is not before or at its NotificationID.
+func checkTrackingRecord(t *Tracking) error {
+	if err := checkTrackingName(t.ApplicationName); err != nil {
+		return err
+	}
+	if t.First < 0 || t.First > t.NotificationID {
+		return fmt.Errorf("%w: tracking record of %q: First %d is not between 1 and NotificationID %d", ErrProgramming, t.ApplicationName, t.First, t.NotificationID)
+	}
+	return nil
+}
+
+// checkTrackingName refuses the reserved application name.
+func checkTrackingName(app string) error {
+	if app == MigrationTrackingName {
+		return fmt.Errorf("%w: application name %q is reserved for the tracking table's migration row", ErrProgramming, app)
+	}
+	return nil
+}
+
+// lastNotificationID returns the ID of the last notification, or 0.
+func lastNotificationID(ns []Notification) int64 {
+	if len(ns) == 0 {
+		return 0
+	}
+	return ns[len(ns)-1].ID
+}
+
+// MigrationTrackingName is the application name of the row the Python
+// library (9.5) keeps in a single-row tracking table to mark it migrated.
+// It is not an application: recording or asking for its tracking records is
+// ErrProgramming.
+const MigrationTrackingName = "__migration__"

@@ -10,43 +10,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// InsertEvents records the events and, if tracking is not nil, the tracking
-// record in one transaction, returning the events' notification IDs.
-//
-// What its result means:
-//   - A nil error: every event is recorded, under the returned IDs (one per
-//     event, in order), and the tracking record with them.
-//   - An error matching ErrOutcomeUnknown (also ErrOperational, retryable):
-//     the COMMIT was sent, its reply was lost, and whether it committed
-//     could not be found out (the check below failed). Either every event
-//     is recorded, under the IDs the transaction was given, or none is;
-//     a retry may meet ErrIntegrity against the first attempt's events.
-//   - Any other error: nothing of the call is written, then or later. A
-//     duplicate (originator ID, version), or a tracking record not after
-//     the last recorded for its application, is an *[IntegrityError];
-//     a caller whose context ended before its rows were claimed gets an
-//     error wrapping the context's error.
-//
-// The context bounds every wait: for the recorder's turn to write, for the
-// database's write lock and for the statements. Once the transaction holds
-// the lock and other calls share it (group commit), the call waits for the
-// shared outcome, at most an INSERT and a COMMIT away, and reports it
-// truly; nothing but that outcome ends it. COMMIT itself is never
-// cancelled. If COMMIT fails with an error that does not prove a rollback
-// (a lost connection, a terminated backend, a pooler's error), the
-// recorder finds out on another connection whether the transaction
-// committed: it waits for the append lock (held by the lost transaction
-// until it has ended), with a bound of its own (10 s), and looks for the
-// first row written; on a single-writer database under its write lock;
-// for tracking records alone, by their row. It reports what it found: the
-// IDs, or a retryable error saying nothing was written. Only if that check
-// fails too (the database unreachable for 10 seconds, or the caller's
-// context ending first when its call was alone in the transaction) is the
-// outcome unknown.
-func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
-	return r.insertEvents(ctx, events, tracking)
-}
-
 func (r *SQLRecorder) insertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	if tracking != nil && r.snapshots {
 		return nil, &DatabaseError{Kind: ErrProgramming, Op: "insert events", Table: r.events.String(), Err: errors.New("a snapshots recorder keeps no tracking records")}

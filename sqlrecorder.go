@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // SQLOptions configures an [SQLRecorder]. The zero value (and nil) records
@@ -395,32 +397,6 @@ func (r *SQLRecorder) ddlError(ctx context.Context, err error) error {
 	return r.dbError(ctx, "create tables", r.events, err)
 }
 
-// MigrationTrackingName is the application name of the row the Python
-// library (9.5) keeps in a single-row tracking table to mark it migrated.
-// It is not an application: recording or asking for its tracking records is
-// ErrProgramming.
-const MigrationTrackingName = "__migration__"
-
-// checkTrackingRecord refuses a record of the reserved application name,
-// or whose First is not before or at its NotificationID.
-func checkTrackingRecord(t *Tracking) error {
-	if err := checkTrackingName(t.ApplicationName); err != nil {
-		return err
-	}
-	if t.First < 0 || t.First > t.NotificationID {
-		return fmt.Errorf("%w: tracking record of %q: First %d is not between 1 and NotificationID %d", ErrProgramming, t.ApplicationName, t.First, t.NotificationID)
-	}
-	return nil
-}
-
-// checkTrackingName refuses the reserved application name.
-func checkTrackingName(app string) error {
-	if app == MigrationTrackingName {
-		return fmt.Errorf("%w: application name %q is reserved for the tracking table's migration row", ErrProgramming, app)
-	}
-	return nil
-}
-
 // MaxNotificationID returns the highest notification ID, or 0.
 func (r *SQLRecorder) MaxNotificationID(ctx context.Context) (int64, error) {
 	var n sql.NullInt64
@@ -454,4 +430,217 @@ func (r *SQLRecorder) HasTrackingID(ctx context.Context, applicationName string,
 		return false, r.dbError(ctx, "has tracking id", r.tracking, err)
 	}
 	return n.Valid && notificationID <= n.Int64, nil
+}
+
+// InsertEvents records the events and, if tracking is not nil, the tracking
+// record in one transaction, returning the events' notification IDs.
+//
+// What its result means:
+//   - A nil error: every event is recorded, under the returned IDs (one per
+//     event, in order), and the tracking record with them.
+//   - An error matching ErrOutcomeUnknown (also ErrOperational, retryable):
+//     the COMMIT was sent, its reply was lost, and whether it committed
+//     could not be found out (the check below failed). Either every event
+//     is recorded, under the IDs the transaction was given, or none is;
+//     a retry may meet ErrIntegrity against the first attempt's events.
+//   - Any other error: nothing of the call is written, then or later. A
+//     duplicate (originator ID, version), or a tracking record not after
+//     the last recorded for its application, is an *[IntegrityError];
+//     a caller whose context ended before its rows were claimed gets an
+//     error wrapping the context's error.
+//
+// The context bounds every wait: for the recorder's turn to write, for the
+// database's write lock and for the statements. Once the transaction holds
+// the lock and other calls share it (group commit), the call waits for the
+// shared outcome, at most an INSERT and a COMMIT away, and reports it
+// truly; nothing but that outcome ends it. COMMIT itself is never
+// cancelled. If COMMIT fails with an error that does not prove a rollback
+// (a lost connection, a terminated backend, a pooler's error), the
+// recorder finds out on another connection whether the transaction
+// committed: it waits for the append lock (held by the lost transaction
+// until it has ended), with a bound of its own (10 s), and looks for the
+// first row written; on a single-writer database under its write lock;
+// for tracking records alone, by their row. It reports what it found: the
+// IDs, or a retryable error saying nothing was written. Only if that check
+// fails too (the database unreachable for 10 seconds, or the caller's
+// context ending first when its call was alone in the transaction) is the
+// outcome unknown.
+func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
+	return r.insertEvents(ctx, events, tracking)
+}
+
+// SelectNotifications returns at most limit notifications from start.
+//
+// A stored row that does not fit (a NULL topic, an originator ID that is
+// not a UUID) fails only itself: a page ends just before it, with no error,
+// and the page that starts at it is an error matching ErrData that names
+// its notification ID. A reader thus gets every notification before it,
+// and can resume at the next ID on purpose.
+func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	return r.SelectNotificationsInto(ctx, nil, start, limit, q)
+}
+
+// SelectNotificationsInto is SelectNotifications reusing dst: the
+// notifications are written over dst[:0], reusing the entries' State
+// buffers and, where they are the same, their Topic strings, so that a
+// reader paging through the log with one slice allocates almost nothing
+// per page. The States of dst are overwritten: do not keep them. A bad
+// stored row ends a page as it ends SelectNotifications'.
+func (r *SQLRecorder) SelectNotificationsInto(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
+	return r.observeSelectNotifications(ctx, dst, start, limit, q, false)
+}
+
+// SelectEvents returns an aggregate's events within the query's bounds. A
+// stored row that does not fit (a NULL topic, a version that is not an
+// integer) is an error matching ErrData that names the aggregate and the
+// row, returned alone. ([EventStore.Events] yields the events before it
+// first.)
+func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
+	out, err := r.selectEvents(ctx, originatorID, q)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// GroupStats returns the recorder's group commit counts (zero if group
+// commit is off). Calls counts exactly the calls that were told their
+// events are written.
+func (r *SQLRecorder) GroupStats() GroupStats {
+	if !r.group.grouping() {
+		return GroupStats{}
+	}
+	return GroupStats{Transactions: r.group.groups.Load(), Calls: r.group.calls.Load()}
+}
+
+// WithTracking runs fn in a new transaction of the recorder's database and
+// records the tracking record t in the same transaction, then commits: the
+// writes fn makes through tx and the tracking record are committed
+// together or not at all. It is what a [Projection] runs for each batch,
+// and what to use to keep a read model in the database's own tables
+// exactly once by hand (Python eventsourcing's insert_tracking, inside the
+// view's transaction).
+//
+// The tracking record is written first, before fn runs: a record that is
+// not after the last one recorded for its application (see [Tracking].First)
+// fails with an *[IntegrityError] naming it, and fn is not called. On
+// PostgreSQL the record's row (single-row tracking) or the append lock
+// (multi-row tracking, LOCK TABLE on the events table, as inserts of events
+// take it) is held until the transaction ends, so a second copy of the
+// same projection waits there, before touching the caller's tables, and is
+// then refused. If fn returns an error the transaction is rolled back and
+// that error is returned as it is. fn must not commit or roll back tx, and
+// must not write through this recorder (InsertEvents would wait for the
+// transaction fn is in: on SQLite, the one writer; on PostgreSQL with
+// multi-row tracking, the append lock).
+//
+// After the commit, WaitTracking callers are woken: in this process, and
+// on PostgreSQL by a NOTIFY on the events table's channel. A COMMIT whose
+// outcome is open (a lost connection) is checked as InsertEvents checks a
+// tracking record alone; an error matching ErrOutcomeUnknown means it
+// could not be told.
+func (r *SQLRecorder) WithTracking(ctx context.Context, t Tracking, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if err := r.checkTrackingTx("with tracking"); err != nil {
+		return err
+	}
+	if err := checkTrackingRecord(&t); err != nil {
+		return err
+	}
+	if t.ApplicationName == "" {
+		return fmt.Errorf("%w: tracking record with an empty application name", ErrProgramming)
+	}
+	if fn == nil {
+		return fmt.Errorf("%w: WithTracking: nil function", ErrProgramming)
+	}
+	r.prepareInserts(ctx, 0, true)
+	tx, locked, err := r.beginTracking(ctx)
+	if err != nil {
+		return err
+	}
+	ended := false
+	defer func() {
+		if !ended {
+			tx.Rollback()
+			r.releaseWriter()
+		}
+	}()
+	if err := r.insertTracking(ctx, tx, t); err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	if r.notifySQL != "" && !(locked && r.notifyLock) {
+		if _, err := tx.ExecContext(ctx, r.notifySQL); err != nil {
+			return r.dbError(ctx, "notify", r.events, err)
+		}
+	}
+	ended = true
+	err = tx.Commit()
+	r.releaseWriter()
+	if err != nil {
+		if errors.Is(err, sql.ErrTxDone) || r.kind(err) == ErrIntegrity {
+			return r.dbError(context.Background(), "commit", r.tracking, err)
+		}
+		committed, checkErr := r.commitOutcome(commitProbe{ctx: ctx, tracking: &t}, locked)
+		if !committed {
+			return r.commitLost(err, checkErr)
+		}
+	}
+	r.committed()
+	return nil
+}
+
+// ResetTracking deletes the tracking records of applicationName and runs
+// reset (if not nil) in the same transaction, then commits: the way to
+// rebuild a projection from the beginning in place, reset emptying the
+// tables it writes. Stop every copy of the projection first: one still
+// running would go on from where it was, onto the emptied tables. (To
+// rebuild beside the old view instead, run the projection under a new
+// name into new tables.) An error from reset rolls everything back and is
+// returned as it is.
+func (r *SQLRecorder) ResetTracking(ctx context.Context, applicationName string, reset func(ctx context.Context, tx *sql.Tx) error) error {
+	if err := r.checkTrackingTx("reset tracking"); err != nil {
+		return err
+	}
+	if err := checkTrackingName(applicationName); err != nil {
+		return err
+	}
+	tx, _, err := r.beginTracking(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.releaseWriter()
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM "+r.qTracking+" WHERE application_name = "+r.d.Placeholder(1), applicationName); err != nil {
+		return r.dbError(ctx, "reset tracking", r.tracking, err)
+	}
+	if reset != nil {
+		if err := reset(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return r.dbError(context.Background(), "reset tracking", r.tracking, err)
+	}
+	r.committed()
+	return nil
+}
+
+// Wake calls wake after each commit of events or tracking records by this
+// recorder, in this process; and, if listen is true and the dialect is a
+// [Listener], whenever another session commits events into the table
+// (PostgreSQL LISTEN, on a connection of the recorder's database held until
+// ctx ends).
+func (r *SQLRecorder) Wake(ctx context.Context, listen bool, wake func()) {
+	if l, ok := r.d.(Listener); ok && listen && !r.snapshots {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.Listen(ctx, r.db, r.events, wake)
+		}()
+		defer wg.Wait()
+	}
+	followSignal(ctx, &r.commits, wake)
 }

@@ -9,27 +9,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// SelectNotifications returns at most limit notifications from start.
-//
-// A stored row that does not fit (a NULL topic, an originator ID that is
-// not a UUID) fails only itself: a page ends just before it, with no error,
-// and the page that starts at it is an error matching ErrData that names
-// its notification ID. A reader thus gets every notification before it,
-// and can resume at the next ID on purpose.
-func (r *SQLRecorder) SelectNotifications(ctx context.Context, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
-	return r.SelectNotificationsInto(ctx, nil, start, limit, q)
-}
-
-// SelectNotificationsInto is SelectNotifications reusing dst: the
-// notifications are written over dst[:0], reusing the entries' State
-// buffers and, where they are the same, their Topic strings, so that a
-// reader paging through the log with one slice allocates almost nothing
-// per page. The States of dst are overwritten: do not keep them. A bad
-// stored row ends a page as it ends SelectNotifications'.
-func (r *SQLRecorder) SelectNotificationsInto(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery) ([]Notification, error) {
-	return r.observeSelectNotifications(ctx, dst, start, limit, q, false)
-}
-
 // selectNotificationsPartial is SelectNotifications that returns the
 // notifications before a bad row together with the bad row's error (see
 // [partialNotifications]).
@@ -53,14 +32,6 @@ func (r *SQLRecorder) observeSelectNotifications(ctx context.Context, dst []Noti
 		end(OpResult{Rows: len(out), LastID: lastNotificationID(out), Err: err})
 	}
 	return out, err
-}
-
-// lastNotificationID returns the ID of the last notification, or 0.
-func lastNotificationID(ns []Notification) int64 {
-	if len(ns) == 0 {
-		return 0
-	}
-	return ns[len(ns)-1].ID
 }
 
 // selectNotifications reads a page of notifications. A row that does not
@@ -180,19 +151,6 @@ const (
 	qDesc
 	qLimit
 )
-
-// SelectEvents returns an aggregate's events within the query's bounds. A
-// stored row that does not fit (a NULL topic, a version that is not an
-// integer) is an error matching ErrData that names the aggregate and the
-// row, returned alone. ([EventStore.Events] yields the events before it
-// first.)
-func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, q *Query) ([]StoredEvent, error) {
-	out, err := r.selectEvents(ctx, originatorID, q)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
 
 // selectEventsPartial is SelectEvents that returns the events before a bad
 // row together with the bad row's error (see [partialEvents]).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"sync"
 	"time"
 )
 
@@ -92,30 +91,6 @@ var (
 	_ Waker = (*SQLRecorder)(nil)
 	_ Waker = (*MemoryRecorder)(nil)
 )
-
-// Wake calls wake after each commit of events or tracking records by this
-// recorder, in this process; and, if listen is true and the dialect is a
-// [Listener], whenever another session commits events into the table
-// (PostgreSQL LISTEN, on a connection of the recorder's database held until
-// ctx ends).
-func (r *SQLRecorder) Wake(ctx context.Context, listen bool, wake func()) {
-	if l, ok := r.d.(Listener); ok && listen && !r.snapshots {
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.Listen(ctx, r.db, r.events, wake)
-		}()
-		defer wg.Wait()
-	}
-	followSignal(ctx, &r.commits, wake)
-}
-
-// Wake calls wake after each commit of events or tracking records by this
-// recorder. The recorder is in memory, so listen changes nothing.
-func (r *MemoryRecorder) Wake(ctx context.Context, listen bool, wake func()) {
-	followSignal(ctx, &r.commits, wake)
-}
 
 // stopped is the error of a subscription, wait or runner whose context
 // ended.
