@@ -45,6 +45,14 @@ type AppOptions struct {
 	// compressor. The store is checked against them when opened.
 	Cipher     Cipher
 	Compressor Compressor
+	// PersonalData turns personal data on: the data keys of [Personal]
+	// values are kept in a keys table of the application's database
+	// (personal_keys on SQLite, <app>_personal_keys on PostgreSQL; in
+	// memory for a memory store), created with the other tables unless
+	// the configuration skips that, and wrapped with the application
+	// cipher if there is one. App.Personal, Store.Personal and the
+	// Personal fields of Events and Snapshots are then set.
+	PersonalData bool
 }
 
 // App is an application's persistence, opened in one call by [OpenApp]:
@@ -81,6 +89,9 @@ type App[A Aggregate] struct {
 	// AppOptions.Repository.SnapshotEvery is above zero, and the
 	// Repository then loads from them.
 	Snapshots *SnapshotStore[A]
+	// Personal holds the data keys of personal data (Forget, Renew), or
+	// is nil unless AppOptions.PersonalData is set.
+	Personal *PersonalKeys
 }
 
 // OpenApp opens the application name as its configuration says: it reads
@@ -151,6 +162,12 @@ func OpenAppConfig[A Aggregate](ctx context.Context, cfg *Config, opts *AppOptio
 	if err != nil {
 		return nil, err
 	}
+	if o.PersonalData {
+		if _, err := store.OpenPersonalKeys(ctx, cfg, mo.Cipher); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
 	app, err := newApp[A](ctx, cfg, store, mo, mapper, aggregateTopic, &o.Repository)
 	if err != nil {
 		store.Close()
@@ -164,12 +181,14 @@ func newApp[A Aggregate](ctx context.Context, cfg *Config, store *Store, mo *Map
 	if err := store.checkPipeline(ctx, cfg, mo); err != nil {
 		return nil, err
 	}
-	app := &App[A]{Config: cfg, Store: store, MapperOptions: mo, Mapper: mapper, Events: NewEventStore(mapper, store.Events)}
+	app := &App[A]{Config: cfg, Store: store, MapperOptions: mo, Mapper: mapper, Events: NewEventStore(mapper, store.Events), Personal: store.Personal}
+	app.Events.Personal = store.Personal
 	if cfg.Snapshotting || ro.SnapshotEvery > 0 {
 		snaps, err := NewSnapshotStore[A](aggregateTopic, mo, store.Snapshots)
 		if err != nil {
 			return nil, err
 		}
+		snaps.Personal = store.Personal
 		app.Snapshots = snaps
 	}
 	repo, err := NewRepository(app.Events, app.Snapshots, ro)

@@ -68,6 +68,11 @@ var (
 	// the version of its Go type (a missing upcaster, or a stored version newer
 	// than the type).
 	ErrClassVersion = errors.New("eventsourcing: class version mismatch")
+	// ErrForgotten: personal data of a data subject was to be written
+	// after the subject was forgotten ([PersonalKeys.Forget]); nothing was
+	// written. [PersonalKeys.Renew] gives the subject a new key. Reading
+	// such data is not an error: it reads as forgotten.
+	ErrForgotten = errors.New("eventsourcing: data subject forgotten")
 )
 
 // IntegrityError reports a conflict that failed a whole batch. It matches

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"reflect"
 
 	"github.com/google/uuid"
 )
@@ -26,6 +27,12 @@ type EventStore[E Event] struct {
 	// Observer, if not nil, is told when each Put and each Get (or Events
 	// iteration) starts and ends, with counts, durations and errors.
 	Observer Observer
+	// Personal, if not nil, holds the data keys that seal the [Personal]
+	// values of events when they are put, and open them when they are
+	// read (Get, Events, Subscribe, runners and projections following
+	// the store). Without it, an event holding a Personal value is an
+	// error wrapping ErrProgramming, written or read.
+	Personal *PersonalKeys
 }
 
 // NewEventStore returns an event store that maps events with m and records
@@ -71,6 +78,10 @@ func (s *EventStore[E]) put(ctx context.Context, tracking *Tracking, events []E)
 	}
 	stored := make([]StoredEvent, len(events))
 	for i, e := range events {
+		e, err := s.seal(ctx, e)
+		if err != nil {
+			return nil, fmt.Errorf("put event %d of %d: %w", i+1, len(events), err)
+		}
 		se, err := s.Mapper.ToStoredEvent(e)
 		if err != nil {
 			return nil, fmt.Errorf("put event %d of %d: %w", i+1, len(events), err)
@@ -137,7 +148,7 @@ func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Q
 			}
 			stored, err := selectEvents(ctx, s.Recorder, originatorID, &page)
 			for _, se := range stored {
-				e, err := s.Mapper.FromStoredEvent(se)
+				e, err := s.decode(ctx, se)
 				if err != nil {
 					res.Err = err
 					yield(zero, err)
@@ -189,4 +200,28 @@ func selectEvents(ctx context.Context, rec AggregateRecorder, originatorID uuid.
 		return p.selectEventsPartial(ctx, originatorID, q)
 	}
 	return rec.SelectEvents(ctx, originatorID, q)
+}
+
+// seal returns e with its Personal values sealed (a copy: e is not
+// changed), or e itself if it holds none.
+func (s *EventStore[E]) seal(ctx context.Context, e E) (E, error) {
+	if v := reflect.ValueOf(e); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
+		return e, nil // the mapper reports it
+	}
+	return sealPersonal(ctx, s.Personal, s.Mapper.Transcoder(), e, e.OriginatorID())
+}
+
+// decode is the mapper's FromStoredEvent with the event's Personal values
+// opened (or found forgotten).
+func (s *EventStore[E]) decode(ctx context.Context, se StoredEvent) (E, error) {
+	e, err := s.Mapper.FromStoredEvent(se)
+	if err != nil {
+		return e, err
+	}
+	e, err = openPersonal(ctx, s.Personal, s.Mapper.Transcoder(), e, se.OriginatorID)
+	if err != nil {
+		var zero E
+		return zero, fmt.Errorf("event %s v%d (%s): %w", se.OriginatorID, se.OriginatorVersion, se.Topic, err)
+	}
+	return e, nil
 }

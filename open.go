@@ -18,6 +18,10 @@ type Store struct {
 	Snapshots AggregateRecorder
 	// DB is the database, or nil in memory.
 	DB *sql.DB
+	// Personal holds the data keys of personal data, or is nil when the
+	// feature is off: OpenApp sets it when AppOptions.PersonalData is
+	// set; [Store.OpenPersonalKeys] sets it on a store opened otherwise.
+	Personal *PersonalKeys
 }
 
 // Open opens the store a configuration describes: in memory, or in the

@@ -182,7 +182,7 @@ func (p *Projection[E, Tx]) processOnce(ctx context.Context, ns []Notification) 
 	t := Tracking{ApplicationName: p.core.name, NotificationID: ns[len(ns)-1].ID, First: ns[0].ID}
 	err := p.store.WithTracking(ctx, t, func(ctx context.Context, tx Tx) error {
 		for i, n := range ns {
-			e, err := p.upstream.Mapper.FromStoredEvent(n.StoredEvent)
+			e, err := p.upstream.decode(ctx, n.StoredEvent)
 			if err == nil {
 				err = p.handle(ctx, tx, Recorded[E]{ID: n.ID, Event: e})
 			}

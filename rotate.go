@@ -116,7 +116,41 @@ func RotateKeys(ctx context.Context, rec AggregateRecorder, c KeyRotator, opts *
 	return rotateKeys(ctx, rec, c, opts, "")
 }
 
+// RotatePersonalKeys re-wraps the data keys of keys that are wrapped under
+// one of c's previous keys with c's current key, in place, as [RotateKeys]
+// re-encrypts stored states (in batches, resumable, idempotent, with
+// progress; the table is named by keys.Table()). The data keys themselves
+// do not change, so every personal value stays readable, before, during
+// and after. Forgotten keys have no material and are skipped. Configure
+// keys with a cipher holding the new key and the previous ones (as the
+// application cipher is, during a rotation): it unwraps with either.
+//
+// Keys stored unwrapped (no PersonalKeysOptions.Cipher) have nothing to
+// rotate: it is an error wrapping ErrProgramming, as is a nil keys or c.
+// [Store.RotateKeys] calls it for the store's Personal keys, if wrapped.
+func RotatePersonalKeys(ctx context.Context, keys *PersonalKeys, c KeyRotator, opts *RotateOptions) (RotateProgress, error) {
+	if err := keys.check(); err != nil {
+		return RotateProgress{}, err
+	}
+	if keys.wrap == nil {
+		return RotateProgress{Table: keys.Table()}, fmt.Errorf("%w: RotatePersonalKeys: the data keys are stored unwrapped (PersonalKeysOptions.Cipher is nil): nothing to rotate", ErrProgramming)
+	}
+	return rotateStates(ctx, keys, c, opts, keys.Table())
+}
+
 func rotateKeys(ctx context.Context, rec AggregateRecorder, c KeyRotator, opts *RotateOptions, table string) (RotateProgress, error) {
+	rw, ok := rec.(StateRewriter)
+	if !ok {
+		return RotateProgress{Table: table}, fmt.Errorf("%w: RotateKeys: %T cannot rewrite stored states (it is no StateRewriter)", ErrProgramming, rec)
+	}
+	if table == "" {
+		table = recorderTable(rec)
+	}
+	return rotateStates(ctx, rw, c, opts, table)
+}
+
+// rotateStates is RotateKeys on any StateRewriter.
+func rotateStates(ctx context.Context, rw StateRewriter, c KeyRotator, opts *RotateOptions, table string) (RotateProgress, error) {
 	var o RotateOptions
 	if opts != nil {
 		o = *opts
@@ -124,13 +158,6 @@ func rotateKeys(ctx context.Context, rec AggregateRecorder, c KeyRotator, opts *
 	p := RotateProgress{Table: table, Last: o.After}
 	if c == nil {
 		return p, fmt.Errorf("%w: RotateKeys: nil cipher (a store with no cipher has nothing to rotate)", ErrProgramming)
-	}
-	rw, ok := rec.(StateRewriter)
-	if !ok {
-		return p, fmt.Errorf("%w: RotateKeys: %T cannot rewrite stored states (it is no StateRewriter)", ErrProgramming, rec)
-	}
-	if p.Table == "" {
-		p.Table = recorderTable(rec)
 	}
 	if o.BatchSize < 0 {
 		return p, fmt.Errorf("%w: RotateKeys: negative BatchSize %d", ErrProgramming, o.BatchSize)
@@ -181,7 +208,9 @@ func rotateKeys(ctx context.Context, rec AggregateRecorder, c KeyRotator, opts *
 
 // RotateKeys re-encrypts the store's events and then its snapshots from
 // c's previous keys to its current key, as [RotateKeys] does for one
-// recorder; progress reports name the table "events" or "snapshots".
+// recorder, then re-wraps its Personal data keys if it has wrapped ones
+// ([RotatePersonalKeys]); progress reports name the table "events",
+// "snapshots" or the keys table.
 // opts.After applies to the events; a rotation resumed in the snapshots
 // starts them again from their first row (rows already rotated cost a
 // decryption each).
@@ -194,8 +223,15 @@ func (s *Store) RotateKeys(ctx context.Context, c KeyRotator, opts *RotateOption
 		o = *opts
 	}
 	o.After = StateKey{}
-	_, err := rotateKeys(ctx, s.Snapshots, c, &o, "snapshots")
-	return err
+	if _, err := rotateKeys(ctx, s.Snapshots, c, &o, "snapshots"); err != nil {
+		return err
+	}
+	if s.Personal != nil && s.Personal.wrap != nil {
+		if _, err := RotatePersonalKeys(ctx, s.Personal, c, &o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recorderTable names a recorder's table for progress and errors.

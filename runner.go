@@ -265,7 +265,7 @@ func (r *Runner[U, D]) processOnce(ctx context.Context, ns []Notification) (int,
 	// notification each came from.
 	seen := map[eventKey]int64{}
 	for i, n := range ns {
-		e, err := r.upstream.Mapper.FromStoredEvent(n.StoredEvent)
+		e, err := r.upstream.decode(ctx, n.StoredEvent)
 		var out []D
 		if err == nil {
 			out, err = r.handle(ctx, Recorded[U]{ID: n.ID, Event: e})

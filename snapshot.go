@@ -41,7 +41,11 @@ type SnapshotStore[S any] struct {
 	// AggregateTopic is written into snapshots put with an empty Topic,
 	// and names the upcasters of S's older class versions (see Latest).
 	AggregateTopic string
-	store          *EventStore[*Snapshot[S]]
+	// Personal, if not nil, holds the data keys that seal the [Personal]
+	// values of snapshot states when they are put, and open them when
+	// they are read: give the event store's.
+	Personal *PersonalKeys
+	store    *EventStore[*Snapshot[S]]
 	// state is S as the mapper sees an event type: its class version. It
 	// is nil if S is not a struct or a pointer to one, whose states the
 	// transcoder writes no class version into.
@@ -110,7 +114,9 @@ func (s *SnapshotStore[S]) Put(ctx context.Context, snap *Snapshot[S]) error {
 	if c.Timestamp.IsZero() {
 		c.Timestamp = Now()
 	}
-	_, err := s.store.Put(ctx, &c)
+	st := *s.store
+	st.Personal = s.Personal
+	_, err := st.Put(ctx, &c)
 	return err
 }
 
@@ -142,6 +148,9 @@ func (s *SnapshotStore[S]) Latest(ctx context.Context, originatorID uuid.UUID, l
 		return nil, nil
 	}
 	snap, err := s.fromStoredEvent(stored[0])
+	if err == nil {
+		snap, err = openPersonal(ctx, s.Personal, s.store.Mapper.Transcoder(), snap, originatorID)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("latest snapshot of %s: snapshot v%d (%s): %w", originatorID, stored[0].OriginatorVersion, stored[0].Topic, err)
 	}

@@ -290,7 +290,7 @@ func (s *EventStore[E]) Subscribe(ctx context.Context, after int64, opts *Subscr
 				yield(Recorded[E]{}, err)
 				return
 			}
-			e, err := s.Mapper.FromStoredEvent(n.StoredEvent)
+			e, err := s.decode(ctx, n.StoredEvent)
 			if err != nil {
 				yield(Recorded[E]{}, fmt.Errorf("eventsourcing: notification %d: %w", n.ID, err))
 				return
