@@ -1201,7 +1201,7 @@ func memoryAuditBackend() auditBackend {
 		mixed: []auditMode{{"run1", es.SQLOptions{}}, {"run2", es.SQLOptions{}}, {"run3", es.SQLOptions{}}},
 		open: func(t *testing.T, run auditRun, s *faultSchedule, obs *auditObserver) *auditTarget {
 			r := es.NewMemoryRecorder()
-			r.SetObserver(obs)
+			r.Observer = obs
 			return &auditTarget{rec: r, view: auditView{rec: r}}
 		},
 	}

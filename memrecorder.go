@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 
 	"github.com/google/uuid"
 )
@@ -14,36 +13,23 @@ import (
 // MemoryRecorder is a process recorder that keeps everything in memory,
 // with exactly the semantics of the SQL recorders: for tests, prototypes and
 // applications whose events need not outlive the process. It is safe for
-// concurrent use. The zero value is not usable: call NewMemoryRecorder.
+// concurrent use. The zero value is an empty recorder, ready to use, as
+// is one from NewMemoryRecorder.
 type MemoryRecorder struct {
+	// Observer, if not nil, is told about every insert (OpGroupCommit, one
+	// call each) and every page of the notification log read
+	// (OpSelectNotifications). Set it before the recorder is first used.
+	Observer Observer
+
 	mu         sync.RWMutex
 	log        [][]Notification // chunks of logChunk notifications, IDs from 1
 	n          int64            // notifications recorded
 	aggregates map[uuid.UUID][]int64
 	tracking   map[string]int64
 	commits    commitSignal // broadcast after each insert
-	observer   atomic.Pointer[observerBox]
 }
 
-type observerBox struct{ o Observer }
-
-// SetObserver makes o (nil: none) be told about every insert
-// (OpGroupCommit, one call each) and every page of the notification log
-// read (OpSelectNotifications).
-func (r *MemoryRecorder) SetObserver(o Observer) {
-	if o == nil {
-		r.observer.Store(nil)
-		return
-	}
-	r.observer.Store(&observerBox{o})
-}
-
-func (r *MemoryRecorder) obs() Observer {
-	if b := r.observer.Load(); b != nil {
-		return b.o
-	}
-	return nil
-}
+func (r *MemoryRecorder) obs() Observer { return r.Observer }
 
 const logChunk = 4096
 
@@ -51,7 +37,7 @@ var _ ProcessRecorder = (*MemoryRecorder)(nil)
 
 // NewMemoryRecorder returns an empty memory recorder.
 func NewMemoryRecorder() *MemoryRecorder {
-	return &MemoryRecorder{aggregates: map[uuid.UUID][]int64{}, tracking: map[string]int64{}}
+	return new(MemoryRecorder)
 }
 
 func ctxErr(ctx context.Context, op string) error {
@@ -108,6 +94,9 @@ func (r *MemoryRecorder) insertEvents(ctx context.Context, events []StoredEvent,
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.aggregates == nil { // a zero MemoryRecorder
+		r.aggregates, r.tracking = map[uuid.UUID][]int64{}, map[string]int64{}
+	}
 	if tracking != nil {
 		if last, ok := r.tracking[tracking.ApplicationName]; ok && tracking.lowest() <= last {
 			tr := *tracking

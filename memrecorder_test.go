@@ -19,6 +19,14 @@ func TestMemoryRecorder(t *testing.T) {
 	})
 }
 
+// The zero MemoryRecorder is an empty recorder, as NewMemoryRecorder's is:
+// the whole conformance suite runs on one.
+func TestMemoryRecorderZeroValue(t *testing.T) {
+	recordertest.Run(t, func(t *testing.T) eventsourcing.ProcessRecorder {
+		return new(eventsourcing.MemoryRecorder)
+	})
+}
+
 func TestMemoryRecorderAsSnapshots(t *testing.T) {
 	recordertest.RunAggregate(t, func(t *testing.T) eventsourcing.AggregateRecorder {
 		return eventsourcing.NewMemoryRecorder()

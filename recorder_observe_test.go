@@ -43,7 +43,7 @@ func TestRecorderObserver(t *testing.T) {
 	recorders := map[string]func(t *testing.T, o es.Observer) es.ProcessRecorder{
 		"Memory": func(t *testing.T, o es.Observer) es.ProcessRecorder {
 			r := es.NewMemoryRecorder()
-			r.SetObserver(o)
+			r.Observer = o
 			return r
 		},
 	}
