@@ -450,21 +450,19 @@ func (r *SQLRecorder) HasTrackingID(ctx context.Context, applicationName string,
 //     error wrapping the context's error.
 //
 // The context bounds every wait: for the recorder's turn to write, for the
-// database's write lock and for the statements. Once the transaction holds
-// the lock and other calls share it (group commit), the call waits for the
-// shared outcome, at most an INSERT and a COMMIT away, and reports it
-// truly; nothing but that outcome ends it. COMMIT itself is never
-// cancelled. If COMMIT fails with an error that does not prove a rollback
-// (a lost connection, a terminated backend, a pooler's error), the
-// recorder finds out on another connection whether the transaction
-// committed: it waits for the append lock (held by the lost transaction
-// until it has ended), with a bound of its own (10 s), and looks for the
-// first row written; on a single-writer database under its write lock;
-// for tracking records alone, by their row. It reports what it found: the
-// IDs, or a retryable error saying nothing was written. Only if that check
-// fails too (the database unreachable for 10 seconds, or the caller's
-// context ending first when its call was alone in the transaction) is the
-// outcome unknown.
+// database's write lock and for the statements. Once the call's rows are
+// in a transaction that other calls share (group commit), the call waits
+// for that shared outcome, at most an INSERT and a COMMIT away. COMMIT
+// itself is never cancelled.
+//
+// A COMMIT that fails with an error that does not prove a rollback (a lost
+// connection, a terminated backend, a pooler's error) is checked on
+// another connection: under the append lock (which the lost transaction
+// holds until it has ended; on SQLite, the write lock), with a bound of its
+// own of 10 s, the recorder looks for the first row written, or for
+// tracking records alone, their row. It reports what it found. Only if
+// that check fails too (the database unreachable for 10 s, or the context
+// of a call alone in its transaction ending first) is the outcome unknown.
 func (r *SQLRecorder) InsertEvents(ctx context.Context, events []StoredEvent, tracking *Tracking) ([]int64, error) {
 	return r.insertEvents(ctx, events, tracking)
 }
