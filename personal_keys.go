@@ -167,6 +167,17 @@ func (k *PersonalKeys) Table() string {
 	return k.backend.table()
 }
 
+// WithCipher returns keys on the same storage (table, or memory) that
+// wrap and unwrap with c (nil: unwrapped), with the same cache options
+// and an empty cache: the keys as an application configured with another
+// cipher sees them, such as during a key rotation.
+func (k *PersonalKeys) WithCipher(c Cipher) *PersonalKeys {
+	if k.check() != nil {
+		return k
+	}
+	return newPersonalKeys(k.backend, &PersonalKeysOptions{Cipher: c, CacheSize: k.size, CacheAge: k.age})
+}
+
 // newKeyID returns a random key identifier: 32 hexadecimal digits.
 func newKeyID() (string, error) {
 	var b [16]byte

@@ -134,6 +134,7 @@ type personalFixture struct {
 	file      string
 	rec       es.ProcessRecorder
 	snapRec   es.AggregateRecorder
+	pg        bool
 }
 
 func newPersonalFixture(t *testing.T, b personalBackend, c es.Cipher) *personalFixture {
@@ -160,7 +161,7 @@ func newPersonalFixture(t *testing.T, b personalBackend, c es.Cipher) *personalF
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &personalFixture{events: events, snapshots: snaps, repo: repo, keys: keys, db: db, file: file, rec: rec, snapRec: snapRec}
+	return &personalFixture{events: events, snapshots: snaps, repo: repo, keys: keys, db: db, file: file, rec: rec, snapRec: snapRec, pg: b.name == "Postgres"}
 }
 
 var (
@@ -474,6 +475,9 @@ func checkNoKeyBytes(t *testing.T, f *personalFixture, keys [][]byte) {
 	}
 	rows.Close()
 	blobs = append(blobs, sqliteFiles(t, f)...)
+	if f.pg {
+		blobs = append(blobs, pgTableFile(t, f.db, f.keys.Table()))
+	}
 	for _, b := range blobs {
 		for _, k := range keys {
 			if bytes.Contains(b, k) {
@@ -806,4 +810,21 @@ func TestPersonalForgetConcurrent(t *testing.T) {
 			t.Logf("%d written, %d writers refused", written.Load(), refused.Load())
 		})
 	}
+}
+
+// pgTableFile returns the bytes of a PostgreSQL table's file on disk, as
+// they are after a CHECKPOINT (the test database's user is a superuser).
+func pgTableFile(t *testing.T, db *sql.DB, table string) []byte {
+	t.Helper()
+	if _, err := db.Exec("CHECKPOINT"); err != nil {
+		t.Skipf("CHECKPOINT (needs a superuser): %v", err)
+	}
+	var b []byte
+	if err := db.QueryRow("SELECT pg_read_binary_file(pg_relation_filepath($1))", table).Scan(&b); err != nil {
+		t.Skipf("read the table's file (needs a superuser): %v", err)
+	}
+	if len(b) == 0 {
+		t.Fatalf("table %s: empty file", table)
+	}
+	return b
 }
