@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Aggregates: the Aggregate interface, Root (the embeddable base) and
+// Trigger.
+
 import (
 	"fmt"
 	"reflect"

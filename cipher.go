@@ -1,5 +1,8 @@
 package eventsourcing
 
+// The application cipher: AES-GCM (AESCipher), its keys, and key rotation
+// support.
+
 import (
 	"crypto/aes"
 	"crypto/cipher"

@@ -1,5 +1,7 @@
 package eventsourcing
 
+// The Compressor interface and zlib, its built-in implementation.
+
 import (
 	"bytes"
 	"compress/zlib"

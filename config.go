@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Configuration: Config, LoadConfig (environment variables, as the Python
+// library names them) and Validate.
+
 import (
 	"encoding/base64"
 	"errors"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Decimal, a decimal number kept as Python writes it, and the decimal_str
+// transcoding.
+
 import (
 	"encoding"
 	"fmt"

@@ -1,5 +1,9 @@
 package eventsourcing
 
+// The database contract: Dialect, its Traits, ErrorClass and optional
+// capabilities (Notifier, Listener, Replication, SchemaChecker,
+// OriginatorIDChecker), Table, and the registry of dialect openers.
+
 import (
 	"context"
 	"database/sql"

@@ -1,5 +1,7 @@
 package eventsourcing
 
+// The sentinel errors and the error types that carry them.
+
 import (
 	"errors"
 	"fmt"

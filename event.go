@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Events: the Event interface, DomainEvent (the embeddable base) and
+// ClassVersioner.
+
 import (
 	"time"
 

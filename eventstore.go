@@ -1,5 +1,8 @@
 package eventsourcing
 
+// EventStore: typed events in, typed events out, through a Mapper and a
+// recorder.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Group commit: the state machine that combines concurrent InsertEvents
+// calls on one SQLRecorder into one transaction.
+
 import (
 	"context"
 	"errors"

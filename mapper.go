@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Mapper: domain events to stored events and back (topics, class versions
+// and upcasting, then compression and encryption).
+
 import (
 	"bytes"
 	"fmt"

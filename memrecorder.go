@@ -1,5 +1,8 @@
 package eventsourcing
 
+// MemoryRecorder: a process recorder in memory, with the SQL recorders'
+// semantics.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Observers: the Observer interface and the operations (Op, OpResult) it is
+// told about.
+
 import (
 	"context"
 	"time"

@@ -1,5 +1,7 @@
 package eventsourcing
 
+// Open: a Config to a running Store (recorders, mapper options, tables).
+
 import (
 	"context"
 	"database/sql"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// The recorder interfaces (aggregate, application, process) and the stored
+// types they pass (StoredEvent, Notification, Tracking, queries).
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Repository: load an aggregate, decide, save its new events; with snapshots
+// and retries.
+
 import (
 	"context"
 	"database/sql"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// commitSignal: the broadcast that wakes waiters after each commit in this
+// process.
+
 import "sync"
 
 // commitSignal wakes goroutines waiting for the next commit in this

@@ -1,5 +1,7 @@
 package eventsourcing
 
+// Snapshots: Snapshot, SnapshotStore and LoadAggregate.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,7 @@
 package eventsourcing
 
+// The outcome of a COMMIT whose reply was lost: checked under the lock.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Driver errors to DatabaseError and IntegrityError, through the dialect's
+// Classify.
+
 import (
 	"context"
 	"database/sql"

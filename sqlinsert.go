@@ -1,5 +1,8 @@
 package eventsourcing
 
+// The insert path's helpers: the writer turn, cancelUntil, the ID-count
+// guard and conflict details.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// SQLRecorder: the recorder for every SQL database, parameterised by a
+// Dialect; every exported method of it is here.
+
 import (
 	"context"
 	"database/sql"

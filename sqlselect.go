@@ -1,5 +1,8 @@
 package eventsourcing
 
+// Reads of the SQL recorder: notifications and an aggregate's events, the
+// row slab and bad-row errors.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,7 @@
 package eventsourcing
 
+// SQLSnapshotRecorder: an aggregate recorder on a snapshots table.
+
 import (
 	"context"
 	"database/sql"

@@ -1,5 +1,7 @@
 package eventsourcing
 
+// Prepared statements of the SQL recorder (single-writer databases).
+
 import (
 	"context"
 	"database/sql"

@@ -1,5 +1,8 @@
 package eventsourcing
 
+// One SQL write transaction (sqlTx): BEGIN, lock, insert with a savepoint
+// per call, NOTIFY, COMMIT.
+
 import (
 	"context"
 	"database/sql"

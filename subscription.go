@@ -1,5 +1,7 @@
 package eventsourcing
 
+// Subscribe: follow the notification log in order, woken by commits.
+
 import (
 	"context"
 	"errors"

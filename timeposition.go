@@ -1,5 +1,7 @@
 package eventsourcing
 
+// Versions that are times: TimeVersion, VersionTime, TimeRange.
+
 import (
 	"time"
 

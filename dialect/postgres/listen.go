@@ -1,5 +1,7 @@
 package postgres
 
+// LISTEN: the Listener of the PostgreSQL dialect.
+
 import (
 	"context"
 	"database/sql"

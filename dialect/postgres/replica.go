@@ -1,5 +1,7 @@
 package postgres
 
+// Replication: the WAL position queries of the PostgreSQL dialect.
+
 import (
 	es "github.com/seed06b138f8/eventsourcing"
 )

@@ -1,5 +1,8 @@
 package transcode
 
+// The built-in transcodings uuid_hex and datetime_iso, and the datetime
+// parser.
+
 import (
 	"fmt"
 	"reflect"

@@ -1,5 +1,7 @@
 package transcode
 
+// Decoders: one per Go kind, built once per type and cached.
+
 import (
 	"fmt"
 	"math/big"

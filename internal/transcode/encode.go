@@ -1,5 +1,8 @@
 package transcode
 
+// Encoders: one per Go kind, built once per type and cached; Python float
+// and string formatting.
+
 import (
 	"fmt"
 	"math"

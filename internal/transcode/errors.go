@@ -1,5 +1,7 @@
 package transcode
 
+// The engine's errors, exported by the root as its mapping sentinels.
+
 import "errors"
 
 // The errors of the JSON engine. The root package exports them as its

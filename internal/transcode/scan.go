@@ -1,5 +1,8 @@
 package transcode
 
+// The JSON scanner: tokens, generic values, and the top-level members of an
+// object.
+
 import (
 	"bytes"
 	"errors"

@@ -1,5 +1,7 @@
 package transcode
 
+// The Transcoder engine: registrations, caches, Encode and Decode.
+
 import (
 	"errors"
 	"fmt"

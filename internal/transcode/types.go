@@ -1,5 +1,8 @@
 package transcode
 
+// Which Go types are written and how: struct fields, refused types, class
+// versions.
+
 import (
 	"encoding"
 	"fmt"
