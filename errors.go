@@ -3,6 +3,7 @@ package eventsourcing
 // The sentinel errors and the error types that carry them.
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 
@@ -11,9 +12,11 @@ import (
 	"github.com/seed06b138f8/eventsourcing/internal/transcode"
 )
 
-// Sentinel errors. Every error returned by this package matches at most one
-// of the persistence sentinels and at most one of the mapping sentinels with
-// [errors.Is], and unwraps to its cause (a driver error, a JSON error, ...).
+// Sentinel errors. Every error returned by this package matches one of
+// the sentinels below with [errors.Is] (two where a sentinel says it also
+// matches another: ErrLockTimeout and ErrOutcomeUnknown also match
+// ErrOperational) and unwraps to its cause (a driver error, a JSON error,
+// ...). All the package's sentinels are declared in this file.
 //
 // The persistence sentinels follow the Python library (and PEP 249):
 var (
@@ -76,6 +79,26 @@ var (
 	// such data is not an error: it reads as forgotten.
 	ErrForgotten = errors.New("eventsourcing: data subject forgotten")
 )
+
+// The sentinels of the layers above the recorders.
+var (
+	// ErrAggregateNotFound is returned (wrapped, naming the ID) by
+	// [Repository.Load], LoadAt and Update when an aggregate has no events
+	// and no snapshot. It also matches [sql.ErrNoRows] with [errors.Is], as
+	// pgx's ErrNoRows does, so code that treats "no rows" as "not found"
+	// needs no new case.
+	ErrAggregateNotFound error = notFoundError{}
+	// ErrRunnerStopped is the error [Runner.Wait] and [Projection.Wait]
+	// return when the runner stops before the notification waited for is
+	// processed. When the runner stopped because it failed, the error also
+	// wraps that failure (what Run returned), so errors.Is finds both.
+	ErrRunnerStopped = errors.New("eventsourcing: runner stopped")
+)
+
+type notFoundError struct{}
+
+func (notFoundError) Error() string { return "eventsourcing: aggregate not found" }
+func (notFoundError) Unwrap() error { return sql.ErrNoRows }
 
 // IntegrityError reports a conflict that failed a whole batch. It matches
 // [ErrIntegrity] and unwraps to the driver's error, if any.

@@ -5,7 +5,6 @@ package eventsourcing
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,18 +14,6 @@ import (
 
 	"github.com/google/uuid"
 )
-
-// ErrAggregateNotFound is returned (wrapped, naming the ID) by
-// [Repository.Load], LoadAt and Update when an aggregate has no events and
-// no snapshot. It also matches [sql.ErrNoRows] with [errors.Is], as pgx's
-// ErrNoRows does, so code that treats "no rows" as "not found" needs no
-// new case.
-var ErrAggregateNotFound error = notFoundError{}
-
-type notFoundError struct{}
-
-func (notFoundError) Error() string { return "eventsourcing: aggregate not found" }
-func (notFoundError) Unwrap() error { return sql.ErrNoRows }
 
 // Defaults of [RepositoryOptions].
 const (

@@ -31,12 +31,6 @@ const (
 // writes into a single-row tracking table it creates: not an application.
 const migrationTrackingName = "__migration__"
 
-// ErrRunnerStopped is the error [Runner.Wait] and [Projection.Wait] return
-// when the runner stops before the notification waited for is processed.
-// When the runner stopped because it failed, the error also wraps that
-// failure (what Run returned), so errors.Is finds both.
-var ErrRunnerStopped = errors.New("eventsourcing: runner stopped")
-
 // OpRunnerBatch is the [Observer] operation of one downstream transaction
 // of a [Runner] or [Projection]: Op.Table is the runner's name (its
 // tracking records' application name), Op.Start the batch's first
