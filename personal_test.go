@@ -828,3 +828,43 @@ func pgTableFile(t *testing.T, db *sql.DB, table string) []byte {
 	}
 	return b
 }
+
+// TestPersonalProjectionOneConnection: a projection whose view, upstream
+// log and keys share one in-memory SQLite database (one connection) reads
+// personal values: the keys are read before the projection's transaction
+// holds the connection.
+func TestPersonalProjectionOneConnection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	db, d, _ := sqliteMemory(t)
+	rec := newSQLRecorder(t, db, d, "", es.SQLOptions{})
+	keys, err := es.NewSQLPersonalKeys(db, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CreateTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	up := es.NewEventStore(personalMapper(t), rec)
+	up.Personal = keys
+	alice := uuid.New()
+	if _, err := up.Put(ctx, register(alice, aliceName, aliceEmail, "UK")); err != nil {
+		t.Fatal(err)
+	}
+	// Another PersonalKeys: nothing cached, so the projection reads the key.
+	up.Personal = keys.WithCipher(nil)
+	var names []string
+	p, err := es.NewProjection("crm", up, rec, func(ctx context.Context, tx *sql.Tx, n es.Recorded[es.Event]) error {
+		names = append(names, n.Event.(*pRegistered).Name.Value())
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RunUntilCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, []string{aliceName}) {
+		t.Errorf("projection saw %q", names)
+	}
+}

@@ -179,12 +179,25 @@ func (p *Projection[E, Tx]) Reset(ctx context.Context, reset func(ctx context.Co
 func (p *Projection[E, Tx]) processOnce(ctx context.Context, ns []Notification) (int, error) {
 	failed := -1 // the notification whose handler failed
 	var cause error
+	// Decoded before the transaction: opening personal values may read
+	// data keys from the database the transaction would hold (a
+	// one-connection SQLite in memory).
+	events := make([]E, len(ns))
+	decoded, decodeErr := len(ns), error(nil)
+	for i, n := range ns {
+		e, err := p.upstream.decode(ctx, n.StoredEvent)
+		if err != nil {
+			decoded, decodeErr = i, err
+			break
+		}
+		events[i] = e
+	}
 	t := Tracking{ApplicationName: p.core.name, NotificationID: ns[len(ns)-1].ID, First: ns[0].ID}
 	err := p.store.WithTracking(ctx, t, func(ctx context.Context, tx Tx) error {
 		for i, n := range ns {
-			e, err := p.upstream.decode(ctx, n.StoredEvent)
-			if err == nil {
-				err = p.handle(ctx, tx, Recorded[E]{ID: n.ID, Event: e})
+			err := decodeErr
+			if i < decoded {
+				err = p.handle(ctx, tx, Recorded[E]{ID: n.ID, Event: events[i]})
 			}
 			if err != nil {
 				failed, cause = i, err
