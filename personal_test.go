@@ -868,3 +868,59 @@ func TestPersonalProjectionOneConnection(t *testing.T) {
 		t.Errorf("projection saw %q", names)
 	}
 }
+
+// TestPersonalMissingKeyAndCacheAge: a key identifier that is not in the
+// keys table reads as forgotten (and is not cached: it reads once the key
+// is there); a Forget made through another PersonalKeys on the same table
+// takes effect here once the cached key is older than CacheAge.
+func TestPersonalMissingKeyAndCacheAge(t *testing.T) {
+	ctx := context.Background()
+	db, d, _ := sqliteFile(t)
+	open := func(age time.Duration) *es.PersonalKeys {
+		k, err := es.NewSQLPersonalKeys(db, d, &es.PersonalKeysOptions{CacheAge: age})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k.CreateTables(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	rec := es.NewMemoryRecorder()
+	writer := es.NewEventStore(personalMapper(t), rec)
+	writer.Personal = es.NewMemoryPersonalKeys(nil) // keys elsewhere
+	alice := uuid.New()
+	if _, err := writer.Put(ctx, register(alice, aliceName, aliceEmail, "UK")); err != nil {
+		t.Fatal(err)
+	}
+	reader := es.NewEventStore(personalMapper(t), rec)
+	reader.Personal = open(0)
+	evs, err := reader.Get(ctx, alice, nil)
+	if err != nil || !evs[0].(*pRegistered).Name.Forgotten() {
+		t.Fatalf("unknown key: %v, %v; want forgotten, no error", evs, err)
+	}
+
+	// Two processes' keys on one table.
+	bob := uuid.New()
+	here, there := open(50*time.Millisecond), open(0)
+	reader.Personal = here
+	writer.Personal = here
+	if _, err := writer.Put(ctx, register(bob, bobName, "b@example.com", "FR")); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := reader.Get(ctx, bob, nil); err != nil || evs[0].(*pRegistered).Name.Value() != bobName {
+		t.Fatalf("read: %v", err)
+	}
+	if err := there.Forget(ctx, bob, "elsewhere"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if evs, err := reader.Get(ctx, bob, nil); err != nil || !evs[0].(*pRegistered).Name.Forgotten() {
+		t.Errorf("after CacheAge: %v, %v, want forgotten", evs, err)
+	}
+	again := register(bob, "Bob again", "b@example.com", "FR")
+	again.SetOriginator(bob, 2)
+	if _, err := writer.Put(ctx, again); !errors.Is(err, es.ErrForgotten) {
+		t.Errorf("write after CacheAge: %v, want ErrForgotten", err)
+	}
+}
