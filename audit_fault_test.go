@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -42,12 +43,17 @@ const (
 	faultCommitServerError                   // COMMIT done, then the server's FATAL error (PostgreSQL 57P01)
 	faultTerminate                           // PostgreSQL: pg_terminate_backend from a side session
 	faultTableLock                           // PostgreSQL: the events table locked by a side session
+	faultCall                                // the append function's call refused, not run (lock timeout, a server error, a bad connection)
+	faultCallLost                            // the call sent, the connection lost before the server ran it
+	faultCallReplyLost                       // the call run and committed, its reply lost with the connection
+	faultCallCancelled                       // the call run under a context that ends 0-3 ms in: the driver drops the connection mid-call
 	numFaults
 )
 
 var faultNames = [numFaults]string{
 	"connect", "checkout", "begin", "lock", "insert", "tracking", "notify", "savepoint",
 	"commit-unsent", "commit-lost", "commit-reply-lost", "commit-server-error", "terminate", "table-lock",
+	"call", "call-lost", "call-reply-lost", "call-cancelled",
 }
 
 func (f auditFault) String() string { return faultNames[f] }
@@ -175,6 +181,21 @@ func postgresFaultErrors() faultErrors {
 			terminated,
 			pgError("FATAL", "08P01", "server closed the connection (proxy)", true),
 		},
+		faultCall: {
+			pgError("ERROR", "55P03", "canceling statement due to lock timeout", false),
+			pgError("ERROR", "40P01", "deadlock detected", false),
+			pgError("ERROR", "57014", "canceling statement due to user request", false),
+			terminated, plain("call failure"), badConn("connection reset before the call was sent"),
+		},
+		faultCallLost: {
+			{err: fmt.Errorf("audit: injected call lost: %w", io.ErrUnexpectedEOF), breaks: true},
+			{err: &net.OpError{Op: "write", Net: "tcp", Err: errors.New("audit: injected: connection reset by peer")}, breaks: true},
+		},
+		faultCallReplyLost: {
+			{err: fmt.Errorf("audit: injected call reply lost: %w", io.ErrUnexpectedEOF), breaks: true},
+			terminated,
+			pgError("FATAL", "08P01", "server closed the connection (proxy)", true),
+		},
 	}
 }
 
@@ -265,6 +286,7 @@ type auditConnector struct {
 	inner driver.Connector
 	s     *faultSchedule
 	errs  faultErrors
+	stmts atomic.Int64 // statements sent (BEGIN, each query, COMMIT, ROLLBACK, PREPARE): round trips
 }
 
 var _ driver.Connector = (*auditConnector)(nil)
@@ -346,6 +368,7 @@ func (cn *auditConn) PrepareContext(ctx context.Context, query string) (driver.S
 	}
 	var st driver.Stmt
 	var err error
+	cn.c.stmts.Add(1)
 	if p, ok := cn.inner.(driver.ConnPrepareContext); ok {
 		st, err = p.PrepareContext(ctx, query)
 	} else {
@@ -370,6 +393,7 @@ func (cn *auditConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver
 	if err := cn.inject(faultBegin); err != nil {
 		return nil, err
 	}
+	cn.c.stmts.Add(1)
 	tx, err := cn.inner.(driver.ConnBeginTx).BeginTx(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -381,6 +405,7 @@ func (cn *auditConn) ExecContext(ctx context.Context, query string, args []drive
 	if err := cn.statement(query); err != nil {
 		return nil, err
 	}
+	cn.c.stmts.Add(1)
 	if e, ok := cn.inner.(driver.ExecerContext); ok {
 		return e.ExecContext(ctx, query, args)
 	}
@@ -388,13 +413,88 @@ func (cn *auditConn) ExecContext(ctx context.Context, query string, args []drive
 }
 
 func (cn *auditConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if isAppendCall(query) {
+		return cn.appendCall(ctx, query, args)
+	}
 	if err := cn.statement(query); err != nil {
 		return nil, err
 	}
+	cn.c.stmts.Add(1)
 	if q, ok := cn.inner.(driver.QueryerContext); ok {
 		return q.QueryContext(ctx, query, args)
 	}
 	return nil, driver.ErrSkip
+}
+
+// isAppendCall reports a call of the PostgreSQL append function.
+func isAppendCall(query string) bool {
+	return strings.HasPrefix(query, "SELECT r_status, r_call, r_id, r_detail FROM ")
+}
+
+// callFaults are drawn in this order at a call of the append function;
+// the first that hits is the call's fault.
+var callFaults = [...]auditFault{faultCall, faultCallLost, faultCallReplyLost, faultCallCancelled}
+
+// appendCall runs a call of the append function, unless the schedule
+// fails it: refused without running, lost before it ran, run with its
+// reply lost, or run under a context that ends within 3 ms (pgx then
+// drops the connection, wherever the call is: the outcome is open).
+func (cn *auditConn) appendCall(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if cn.broken.Load() {
+		return nil, errAuditLost
+	}
+	q := cn.inner.(driver.QueryerContext)
+	cn.c.stmts.Add(1)
+	for _, f := range callFaults {
+		hit, h := cn.c.s.draw(f)
+		if !hit {
+			continue
+		}
+		switch f {
+		case faultCall, faultCallLost:
+			e := cn.c.errs.pick(f, h)
+			if e.breaks {
+				cn.broken.Store(true)
+			}
+			return nil, e.err
+		case faultCallReplyLost:
+			if rows, err := q.QueryContext(ctx, query, args); err == nil {
+				drainRows(rows)
+			}
+			cn.broken.Store(true)
+			return nil, cn.c.errs.pick(f, h).err
+		default: // faultCallCancelled
+			cctx, cancel := context.WithCancel(ctx)
+			stop := time.AfterFunc(time.Duration(h%3000)*time.Microsecond, cancel)
+			rows, err := q.QueryContext(cctx, query, args)
+			if err == nil {
+				err = drainRows(rows)
+			}
+			stop.Stop()
+			cancel()
+			cn.broken.Store(true)
+			if err == nil {
+				err = fmt.Errorf("audit: injected: the call's context ended as its reply came: %w", io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
+	}
+	return q.QueryContext(ctx, query, args)
+}
+
+// drainRows reads rows to the end and closes them, returning the first
+// error.
+func drainRows(rows driver.Rows) error {
+	dest := make([]driver.Value, len(rows.Columns()))
+	for {
+		if err := rows.Next(dest); err != nil {
+			cerr := rows.Close()
+			if errors.Is(err, io.EOF) {
+				return cerr
+			}
+			return err
+		}
+	}
 }
 
 func (cn *auditConn) CheckNamedValue(nv *driver.NamedValue) error {
@@ -466,6 +566,7 @@ func (s *auditStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 	if err := s.cn.statement(s.query); err != nil {
 		return nil, err
 	}
+	s.cn.c.stmts.Add(1)
 	if e, ok := s.inner.(driver.StmtExecContext); ok {
 		return e.ExecContext(ctx, args)
 	}
@@ -476,6 +577,7 @@ func (s *auditStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 	if err := s.cn.statement(s.query); err != nil {
 		return nil, err
 	}
+	s.cn.c.stmts.Add(1)
 	if q, ok := s.inner.(driver.StmtQueryContext); ok {
 		return q.QueryContext(ctx, args)
 	}
@@ -514,6 +616,7 @@ var commitFaults = [...]auditFault{faultCommitUnsent, faultCommitLost, faultComm
 
 func (tx *auditTx) Commit() error {
 	cn := tx.cn
+	cn.c.stmts.Add(1)
 	if cn.broken.Load() {
 		tx.inner.Rollback()
 		return errAuditLost
@@ -543,6 +646,7 @@ func (tx *auditTx) Commit() error {
 // Rollback rolls the transaction back; on a lost connection it says so
 // (database/sql then discards the connection).
 func (tx *auditTx) Rollback() error {
+	tx.cn.c.stmts.Add(1)
 	err := tx.inner.Rollback()
 	if tx.cn.broken.Load() {
 		return errAuditLost

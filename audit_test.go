@@ -756,6 +756,10 @@ var (
 	modeNoGroup  = auditMode{"nogroup", es.SQLOptions{MaxGroupSize: 1}}
 	modeDelay    = auditMode{"delay", es.SQLOptions{MaxGroupDelay: 200 * time.Microsecond}}
 	modeMultiRow = auditMode{"multirow", es.SQLOptions{MultiRowTracking: true}}
+	// The transaction path (BEGIN, lock statements, INSERT, COMMIT) where
+	// the default is the append function (PostgreSQL).
+	modeTxGroup   = auditMode{"tx-group", es.SQLOptions{NoAppendFunction: true}}
+	modeTxNoGroup = auditMode{"tx-nogroup", es.SQLOptions{NoAppendFunction: true, MaxGroupSize: 1}}
 )
 
 // auditRates are the chances that an opportunity faults, in a run that
@@ -768,6 +772,7 @@ var auditRates = [numFaults]float64{
 	faultTracking: 0.25, faultNotify: 0.5, faultSavepoint: 0.25, faultCommitUnsent: 0.4,
 	faultCommitLost: 0.4, faultCommitReplyLost: 0.4, faultCommitServerError: 0.4,
 	faultTerminate: 0.5, faultTableLock: 1,
+	faultCall: 0.4, faultCallLost: 0.4, faultCallReplyLost: 0.4, faultCallCancelled: 0.4,
 }
 
 // auditRun is one run: a configuration, a fault schedule, and the work.
@@ -789,6 +794,7 @@ type auditBackend struct {
 	calls    int
 	deadline time.Duration
 	faults   []auditFault // the points it can fault
+	function bool         // its recorders append through the append function unless NoAppendFunction
 	modes    []auditMode  // modes run with one point faulted at a time
 	mixed    []auditMode  // modes run with every point faulted at once
 	open     func(t *testing.T, run auditRun, s *faultSchedule, obs *auditObserver) *auditTarget
@@ -816,7 +822,7 @@ func (b auditBackend) runs(seed uint64, round int) []auditRun {
 	var runs []auditRun
 	for _, m := range b.modes {
 		for _, f := range b.faults {
-			if !meets(m, f) {
+			if !b.meets(m, f) {
 				continue
 			}
 			var rates [numFaults]float64
@@ -838,9 +844,25 @@ func (b auditBackend) runs(seed uint64, round int) []auditRun {
 // meets reports whether calls in mode m meet fault point f: without group
 // commit there is no savepoint redo; with it, a tracking record alone shares
 // its group's transaction with events, whose lock statements carry the
-// NOTIFY, so NOTIFY is never sent alone.
-func meets(m auditMode, f auditFault) bool {
+// NOTIFY, so NOTIFY is never sent alone. On the append function's path
+// (PostgreSQL by default) the call is the only statement of a
+// transaction: no BEGIN, lock statements, INSERT or COMMIT to fault, and
+// on the transaction path no call. Connection faults, the same on both
+// paths, are run on the function's.
+func (b auditBackend) meets(m auditMode, f auditFault) bool {
 	grouped := m.opts.MaxGroupSize != 1
+	fn := b.function && !m.opts.NoAppendFunction
+	switch f {
+	case faultCall, faultCallLost, faultCallReplyLost, faultCallCancelled:
+		return fn
+	case faultBegin, faultLock, faultInsert, faultTracking, faultNotify, faultSavepoint,
+		faultCommitUnsent, faultCommitLost, faultCommitReplyLost, faultCommitServerError:
+		if fn {
+			return false
+		}
+	case faultConnect, faultCheckout:
+		return fn || !b.function
+	}
 	switch f {
 	case faultSavepoint:
 		return grouped
@@ -1068,7 +1090,7 @@ var (
 		faultCommitUnsent, faultCommitLost, faultCommitReplyLost}
 	postgresFaults = []auditFault{faultConnect, faultCheckout, faultBegin, faultLock, faultInsert, faultTracking, faultNotify,
 		faultSavepoint, faultCommitUnsent, faultCommitLost, faultCommitReplyLost, faultCommitServerError,
-		faultTerminate, faultTableLock}
+		faultTerminate, faultTableLock, faultCall, faultCallLost, faultCallReplyLost, faultCallCancelled}
 )
 
 // sqliteAuditBackend audits the SQLite recorder on a file of its own per
@@ -1156,8 +1178,9 @@ func postgresAuditBackend(t *testing.T) auditBackend {
 		calls:    30,
 		deadline: 20 * time.Millisecond,
 		faults:   postgresFaults,
-		modes:    []auditMode{modeGroup, modeNoGroup},
-		mixed:    []auditMode{modeGroup, modeNoGroup, modeDelay, modeMultiRow},
+		function: true,
+		modes:    []auditMode{modeGroup, modeNoGroup, modeTxGroup, modeTxNoGroup},
+		mixed:    []auditMode{modeGroup, modeNoGroup, modeDelay, modeMultiRow, modeTxGroup},
 		open: func(t *testing.T, run auditRun, s *faultSchedule, obs *auditObserver) *auditTarget {
 			app := pgtest.UniqueName("audit")
 			db := faultedPostgres(t, dsn, app, s, errs)
@@ -1165,6 +1188,9 @@ func postgresAuditBackend(t *testing.T) auditBackend {
 			opts.Observer, opts.Schema, opts.LockTimeout = obs, schema, auditLockTimeout
 			opts.Table, opts.TrackingTable = pgtest.UniqueName("audit_ev"), pgtest.UniqueName("audit_tr")
 			tg := sqlTarget(t, db, side, postgres.Dialect{}, opts)
+			if fn := tg.rec.(*es.SQLRecorder).AppendFunction(); fn == opts.NoAppendFunction {
+				t.Fatalf("the recorder appends through the append function: %v, NoAppendFunction: %v", fn, opts.NoAppendFunction)
+			}
 			table := tg.rec.(*es.SQLRecorder).EventsTable().Quote(postgres.Dialect{})
 			tg.disrupt = postgresDisruptor(side, app, table, run.seed, s)
 			return tg

@@ -18,6 +18,11 @@ import (
 type GroupStats struct {
 	Transactions int64
 	Calls        int64
+	// Function reports that the recorder appends through the
+	// server-side append function (one statement and one round trip per
+	// transaction; see [SQLRecorder.AppendFunction]), also with group
+	// commit off; false: with BEGIN, lock statements, INSERT and COMMIT.
+	Function bool
 }
 
 // Group commit: concurrent InsertEvents calls on one SQLRecorder are
@@ -411,10 +416,13 @@ func (g *groupCommitter) transact(ctx context.Context, disarm func() error, t *t
 		return
 	}
 
-	// 4. commit.
-	if err = disarm(); err != nil { // the leader alone, whose context ended
-		g.deliverAll(claimed, nil, nil, err)
-		return
+	// 4. commit. (A transaction whose insert committed, autocommitTx,
+	// is past its point of no return already: no context to disarm.)
+	if ac, ok := tx.(autocommitTx); !ok || !ac.autocommitted() {
+		if err = disarm(); err != nil { // the leader alone, whose context ended
+			g.deliverAll(claimed, nil, nil, err)
+			return
+		}
 	}
 	t.handOn()
 	var p commitProbe // what the check of a COMMIT with an open outcome looks for

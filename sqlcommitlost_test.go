@@ -177,10 +177,10 @@ func TestPostgresConnectionLostDuringCommit(t *testing.T) {
 		for _, callers := range []int{1, 4} {
 			t.Run(fmt.Sprintf("%s/%dcallers", c.name, callers), func(t *testing.T) {
 				ctx := context.Background()
-				r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr"),
+				r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{NoAppendFunction: true, Table: pgtestName("ev"), TrackingTable: pgtestName("tr"),
 					MaxGroupDelay: 20 * time.Millisecond, MaxGroupSize: callers})
 				if callers == 1 {
-					r = newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
+					r = newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{NoAppendFunction: true, Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
 				}
 				fc.fault.Store(int32(c.fault))
 				defer fc.fault.Store(int32(noFault))
@@ -241,7 +241,7 @@ func TestPostgresConnectionLostDuringCommit(t *testing.T) {
 // timeout.
 func TestPostgresConnectionLostDuringCommitHonoursContext(t *testing.T) {
 	fc, db, schema := faultyPostgres(t)
-	r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
+	r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{NoAppendFunction: true, Table: pgtestName("ev"), TrackingTable: pgtestName("tr")})
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	fc.fault.Store(int32(loseThenCommitMuchLater))
@@ -275,6 +275,7 @@ func TestPostgresCommitErrorsAreChecked(t *testing.T) {
 	ctx := context.Background()
 	newRec := func(t *testing.T, opts es.SQLOptions) *es.SQLRecorder {
 		opts.Table, opts.TrackingTable = pgtestName("ev"), pgtestName("tr")
+		opts.NoAppendFunction = true // COMMIT's faults: the transaction path
 		return newSQLRecorder(t, db, postgres.Dialect{}, schema, opts)
 	}
 	fault := func(t *testing.T, f commitFault) {
@@ -346,7 +347,7 @@ func TestPostgresMultiRowTrackingSerialised(t *testing.T) {
 	fc, db, schema := faultyPostgres(t)
 	ctx := context.Background()
 	tracking := pgtestName("tr")
-	r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: tracking, MultiRowTracking: true, MaxGroupSize: 1})
+	r := newSQLRecorder(t, db, postgres.Dialect{}, schema, es.SQLOptions{NoAppendFunction: true, Table: pgtestName("ev"), TrackingTable: tracking, MultiRowTracking: true, MaxGroupSize: 1})
 	fc.slowInsertInto.Store(&tracking)
 	defer fc.slowInsertInto.Store(nil)
 	errs := make([]error, 2)

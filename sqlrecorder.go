@@ -61,6 +61,11 @@ type SQLOptions struct {
 	// previous one committed (or while a caller that found none running
 	// waited for the lock), so a caller alone pays no delay.
 	MaxGroupDelay time.Duration
+	// NoAppendFunction turns off the server-side append function
+	// (PostgreSQL): each transaction is then BEGIN, the lock statements,
+	// INSERT and COMMIT, as where the function does not exist. See
+	// [SQLRecorder.AppendFunction].
+	NoAppendFunction bool
 }
 
 // SQLRecorder records events in an SQL database through database/sql and a
@@ -86,6 +91,7 @@ type SQLRecorder struct {
 	// at the driver's LastInsertId (no RETURNING needed).
 	lastInsertID bool
 	group        *groupCommitter
+	fn           funcPath // the append function, if any
 
 	qEvents      string // quoted table names
 	qTracking    string
@@ -210,6 +216,9 @@ func newSQLRecorder(ctx context.Context, db *sql.DB, d Dialect, opts *SQLOptions
 	if err := r.checkTables(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.initAppendFunction(ctx, o.NoAppendFunction); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -305,9 +314,19 @@ func (r *SQLRecorder) checkTrackingLayout(n int64) error {
 // later) writes when it creates one, so that Python treats the table as its
 // own. An existing tracking table of the other layout is refused with
 // ErrProgramming.
+//
+// On PostgreSQL it also creates the append function (see
+// [SQLRecorder.AppendFunction]), unless SQLOptions.NoAppendFunction,
+// replacing one of an older version, in the same transaction. Where it
+// cannot (no CREATE privilege on the schema, a read-only session), the
+// tables are created all the same and the recorder appends without it.
 func (r *SQLRecorder) CreateTables(ctx context.Context) error {
 	stmts, err := r.missingDDL(ctx)
-	if err != nil || len(stmts) == 0 {
+	if err != nil {
+		return err
+	}
+	fnStmts, err := r.missingAppendFunction(ctx)
+	if err != nil || len(stmts)+len(fnStmts) == 0 {
 		return err
 	}
 	tx, err := r.db.BeginTx(ctx, nil)
@@ -320,8 +339,15 @@ func (r *SQLRecorder) CreateTables(ctx context.Context) error {
 			return r.ddlError(ctx, err)
 		}
 	}
+	fnMade, err := r.createAppendFunction(ctx, tx, fnStmts)
+	if err != nil {
+		return r.ddlError(ctx, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return r.ddlError(ctx, err)
+	}
+	if fnMade {
+		r.fn.on.Store(r.fn.spec)
 	}
 	if !r.snapshots {
 		return r.checkTracking(ctx) // made meanwhile by another process?
@@ -505,13 +531,14 @@ func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, 
 }
 
 // GroupStats returns the recorder's group commit counts (zero if group
-// commit is off). Calls counts exactly the calls that were told their
-// events are written.
+// commit is off) and whether it appends through the append function.
+// Calls counts exactly the calls that were told their events are written.
 func (r *SQLRecorder) GroupStats() GroupStats {
-	if !r.group.grouping() {
-		return GroupStats{}
+	s := GroupStats{Function: r.AppendFunction()}
+	if r.group.grouping() {
+		s.Transactions, s.Calls = r.group.groups.Load(), r.group.calls.Load()
 	}
-	return GroupStats{Transactions: r.group.groups.Load(), Calls: r.group.calls.Load()}
+	return s
 }
 
 // WithTracking runs fn in a new transaction of the recorder's database and

@@ -322,7 +322,7 @@ func TestPostgresConnectionKilledMidBatch(t *testing.T) {
 	}()
 	var pid int
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		err := db.QueryRow(`SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO%tracking%' AND datname = current_database() LIMIT 1`).Scan(&pid)
+		err := db.QueryRow(`SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (query LIKE 'INSERT INTO%tracking%' OR query LIKE '%events_append_%') AND datname = current_database() LIMIT 1`).Scan(&pid)
 		if err == nil {
 			break
 		}

@@ -37,6 +37,9 @@ type sqlTx struct {
 // tracking record's First against the records stored, which is a read
 // and an insert, between two writers of one application name.
 func (r *SQLRecorder) beginTx(ctx context.Context, events int, tracking bool) (writeTx, error) {
+	if f := r.fn.on.Load(); f != nil {
+		return r.beginFunc(ctx, f) // one call of the append function (sqlfunc.go)
+	}
 	r.prepareInserts(ctx, events, tracking)
 	if err := r.acquireWriter(ctx); err != nil {
 		return nil, err
