@@ -6,11 +6,14 @@ package eventsourcing
 // it maps an event and opens them after it decodes one.
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -133,6 +136,13 @@ func (p *Personal[T]) encodeValue(t *Transcoder) ([]byte, error) {
 	return t.Encode(p.value)
 }
 func (p *Personal[T]) decodeValue(t *Transcoder, data []byte) error {
+	// A JSON string without escapes is its bytes between the quotes: the
+	// common case of a personal string, read without the decoder.
+	if sp, ok := any(&p.value).(*string); ok && len(data) >= 2 && data[0] == '"' && data[len(data)-1] == '"' &&
+		bytes.IndexByte(data[1:len(data)-1], '\\') < 0 && bytes.IndexByte(data[1:len(data)-1], '"') < 0 && utf8.Valid(data) {
+		*sp, p.status = string(data[1:len(data)-1]), personalValue
+		return nil
+	}
 	var v T
 	if err := t.Decode(data, &v); err != nil {
 		return err
@@ -370,8 +380,9 @@ type personalWalk struct {
 	clone  bool // copy pointers and slices before writing below them
 	seal   bool
 	found  bool // a Personal value was met
-	// subject keys of this walk, so that one put uses one key per subject
-	subjects map[uuid.UUID]*personalKey
+	// lastKey is the last key sealed or opened with: the fields of one
+	// event are mostly of one subject.
+	lastKey *personalKey
 }
 
 func (w *personalWalk) walk(n *pnode, v reflect.Value, subject uuid.UUID) error {
@@ -458,16 +469,13 @@ func (w *personalWalk) sealOne(pf personalField, subject uuid.UUID) error {
 	if subject == (uuid.UUID{}) {
 		return fmt.Errorf("%w: personal data of the zero UUID (the originator ID is unset)", ErrProgramming)
 	}
-	key := w.subjects[subject]
-	if key == nil {
+	key := w.lastKey
+	if key == nil || key.subject != subject {
 		var err error
 		if key, err = w.keys.subjectKey(w.ctx, subject); err != nil {
 			return err
 		}
-		if w.subjects == nil {
-			w.subjects = map[uuid.UUID]*personalKey{}
-		}
-		w.subjects[subject] = key
+		w.lastKey = key
 	}
 	plain, err := pf.encodeValue(w.t)
 	if err != nil {
@@ -492,11 +500,7 @@ func (w *personalWalk) openOne(pf personalField) error {
 	if !validKeyID(s.K) {
 		return fmt.Errorf("%w: personal data: key identifier %q is not 32 hexadecimal digits", ErrDecode, s.K)
 	}
-	ct, err := base64.StdEncoding.DecodeString(s.C)
-	if err != nil {
-		return fmt.Errorf("%w: personal data under key %s: ciphertext is not base64: %w", ErrDecode, s.K, err)
-	}
-	key, err := w.keys.keyByID(w.ctx, s.K)
+	key, err := w.keyByID(s.K)
 	if err != nil {
 		return err
 	}
@@ -504,11 +508,35 @@ func (w *personalWalk) openOne(pf personalField) error {
 		pf.setForgotten()
 		return nil
 	}
-	plain, err := key.aead.Decrypt(ct)
+	bp := personalBufPool.Get().(*[]byte)
+	defer personalBufPool.Put(bp)
+	buf := slices.Grow((*bp)[:0], base64.StdEncoding.DecodedLen(len(s.C)))[:base64.StdEncoding.DecodedLen(len(s.C))]
+	n, err := base64.StdEncoding.Decode(buf, []byte(s.C))
+	if err != nil {
+		return fmt.Errorf("%w: personal data under key %s: ciphertext is not base64: %w", ErrDecode, s.K, err)
+	}
+	*bp = buf
+	plain, err := key.aead.Decrypt(buf[:n])
 	if err != nil {
 		return fmt.Errorf("personal data under key %s: %w", s.K, err)
 	}
 	return pf.decodeValue(w.t, plain)
+}
+
+// personalBufPool holds buffers for decoded ciphertexts.
+var personalBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// keyByID is keys.keyByID, remembering the last key of the walk: the
+// fields of one event are mostly of one subject.
+func (w *personalWalk) keyByID(id string) (*personalKey, error) {
+	if w.lastKey != nil && w.lastKey.id == id {
+		return w.lastKey, nil
+	}
+	key, err := w.keys.keyByID(w.ctx, id)
+	if key != nil {
+		w.lastKey = key
+	}
+	return key, err
 }
 
 var errNoPersonalKeys = fmt.Errorf("%w: the event holds personal data (Personal values) but the store has no Personal key store", ErrProgramming)
