@@ -314,7 +314,7 @@ func (m *Mapper[E]) fromStoredEvent(s StoredEvent) (E, error) {
 		return zero, err
 	}
 	v := reflect.New(et.elem)
-	if err := m.transcoder.Decode(state, v.Interface()); err != nil {
+	if err := m.transcoder.decodeState(state, v.Interface()); err != nil {
 		return zero, err
 	}
 	v.Interface().(originatorSetter).SetOriginator(s.OriginatorID, s.OriginatorVersion)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Pipeline says how stored states are written: JSON, then optionally
@@ -257,9 +258,10 @@ func stateKind(b []byte, z Compressor) int {
 		}
 		// A zlib header by chance (1 in about 500 random byte pairs).
 	}
-	if len(b) > 0 && b[0] == '{' {
-		// A JSON object cut short or damaged. Ciphertext starts with '{'
-		// once in 256 times, and is then taken for damaged JSON too.
+	if len(b) > 0 && b[0] == '{' && utf8.Valid(b[:max(len(b)-3, 1)]) {
+		// A JSON object cut short (perhaps inside a character at its end)
+		// or damaged. Ciphertext starts with '{' once in 256 times, but is
+		// almost never valid UTF-8 too.
 		return kindDamaged
 	}
 	return kindOpaque

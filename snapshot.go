@@ -193,7 +193,7 @@ func (s *SnapshotStore[S]) fromStoredEvent(se StoredEvent) (*Snapshot[S], error)
 		}
 	}
 	snap := new(Snapshot[S])
-	if err := m.transcoder.Decode(data, snap); err != nil {
+	if err := m.transcoder.decodeState(data, snap); err != nil {
 		return nil, err
 	}
 	snap.SetOriginator(se.OriginatorID, se.OriginatorVersion)

@@ -4,6 +4,7 @@ package eventsourcing
 // of types JSON cannot express. The engine is internal/transcode.
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -177,6 +178,20 @@ func (t *Transcoder) Decode(data []byte, v any) error {
 		return fmt.Errorf("%w: Decode needs a non-nil pointer, not %T", ErrProgramming, v)
 	}
 	return t.engine().Decode(data, v)
+}
+
+// decodeState decodes a stored state into v, as Decode does, except that a
+// state that is not JSON at all is an error wrapping ErrSyntax even where
+// the decoder met a value of the wrong type first (ciphertext that starts
+// with a digit): what failed is that the state is not JSON.
+func (t *Transcoder) decodeState(data []byte, v any) error {
+	err := t.Decode(data, v)
+	if errors.Is(err, ErrDecode) {
+		if serr := transcode.Validate(data); serr != nil {
+			return serr
+		}
+	}
+	return err
 }
 
 // check reports a nil Transcoder.

@@ -568,3 +568,19 @@ func within(data, s []byte) bool {
 	off := cap(data) - cap(s)
 	return off >= 0 && off < len(data) && &data[off] == &s[0]
 }
+
+// Validate returns an error wrapping ErrSyntax (with the byte offset) if
+// data is not one valid JSON value, and nil if it is.
+func Validate(data []byte) error {
+	d := newDecodeState(nil, data)
+	defer d.release()
+	d.skipSpace()
+	if err := d.skipValue(); err != nil {
+		return err
+	}
+	d.skipSpace()
+	if d.pos < len(d.data) {
+		return d.syntaxError("data after the JSON value")
+	}
+	return nil
+}
