@@ -181,7 +181,7 @@ func newApp[A Aggregate](ctx context.Context, cfg *Config, store *Store, mo *Map
 	if err := store.checkPipeline(ctx, cfg, mo); err != nil {
 		return nil, err
 	}
-	app := &App[A]{Config: cfg, Store: store, MapperOptions: mo, Mapper: mapper, Events: NewEventStore(mapper, store.Events), Personal: store.Personal}
+	app := &App[A]{Config: cfg, Store: store, MapperOptions: mo, Mapper: mapper, Events: NewEventStore(mapper, store.Recorder), Personal: store.Personal}
 	app.Events.Personal = store.Personal
 	if cfg.Snapshotting || ro.SnapshotEvery > 0 {
 		snaps, err := NewSnapshotStore[A](aggregateTopic, mo, store.Snapshots)

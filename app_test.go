@@ -72,7 +72,7 @@ func TestAppSnapshotsAsEvents(t *testing.T) {
 			if err != nil || snap == nil || snap.Version != 2 || snap.Topic != "bank:BankAccount" {
 				t.Fatalf("snapshot: %+v, %v", snap, err)
 			}
-			for what, rec := range map[string]es.AggregateRecorder{"events": app.Store.Events, "snapshots": app.Store.Snapshots} {
+			for what, rec := range map[string]es.AggregateRecorder{"events": app.Store.Recorder, "snapshots": app.Store.Snapshots} {
 				stored, err := rec.SelectEvents(ctx, id, nil)
 				if err != nil || len(stored) == 0 {
 					t.Fatalf("%s: %v, %v", what, stored, err)

@@ -487,7 +487,7 @@ func (env environment) postgres(cfg *Config) error {
 	}
 	p.SSLRootCert, _, _ = env.get(EnvPostgresSSLRootCert)
 	if v, key, _ := env.get(EnvPostgresReadHosts); strings.TrimSpace(v) != "" {
-		if _, err := ReadHosts(v, p.Port); err != nil {
+		if _, err := readHosts(v, p.Port); err != nil {
 			return &ConfigError{Name: key, Value: v, Reason: err.Error()}
 		}
 		p.ReadHosts = v
@@ -548,7 +548,7 @@ func (c *Config) Validate() error {
 				return &ConfigError{Name: "Config.Postgres.Schema", Value: p.Schema, Reason: err.Error()}
 			}
 		}
-		if _, err := ReadHosts(p.ReadHosts, p.Port); err != nil {
+		if _, err := readHosts(p.ReadHosts, p.Port); err != nil {
 			return &ConfigError{Name: "Config.Postgres.ReadHosts", Value: p.ReadHosts, Reason: err.Error()}
 		}
 		if p.MaxReplicaLag < 0 {

@@ -91,7 +91,7 @@ func (s *EventStore[E]) put(ctx context.Context, tracking *Tracking, events []E)
 		}
 		stored[i] = se
 	}
-	ctx, end := Observe(ctx, s.Observer, Op{Kind: OpPut, Events: len(stored)})
+	ctx, end := observe(ctx, s.Observer, Op{Kind: OpPut, Events: len(stored)})
 	ids, err := s.Recorder.InsertEvents(ctx, stored, tracking)
 	res := OpResult{Err: err}
 	if err == nil {
@@ -136,7 +136,7 @@ func (s *EventStore[E]) Events(ctx context.Context, originatorID uuid.UUID, q *Q
 		if q != nil {
 			page = *q
 		}
-		ctx, end := Observe(ctx, s.Observer, Op{Kind: OpGet, OriginatorID: originatorID, Limit: max(page.Limit, 0)})
+		ctx, end := observe(ctx, s.Observer, Op{Kind: OpGet, OriginatorID: originatorID, Limit: max(page.Limit, 0)})
 		var res OpResult
 		defer func() { end(res) }()
 		remaining := page.Limit // <= 0: no limit

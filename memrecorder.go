@@ -65,7 +65,7 @@ func (r *MemoryRecorder) InsertEvents(ctx context.Context, events []StoredEvent,
 	if o == nil {
 		return r.insertChecked(ctx, events, tracking)
 	}
-	ctx, end := Observe(ctx, o, Op{Kind: OpGroupCommit, Table: "events", Calls: 1, Events: len(events)})
+	ctx, end := observe(ctx, o, Op{Kind: OpGroupCommit, Table: "events", Calls: 1, Events: len(events)})
 	ids, err := r.insertChecked(ctx, events, tracking)
 	res := OpResult{Err: err}
 	if err == nil {
@@ -210,7 +210,7 @@ func (r *MemoryRecorder) SelectNotifications(ctx context.Context, start int64, l
 	if o == nil {
 		return r.selectNotifications(ctx, start, limit, q)
 	}
-	ctx, end := Observe(ctx, o, Op{Kind: OpSelectNotifications, Table: "events", Start: start, Limit: limit})
+	ctx, end := observe(ctx, o, Op{Kind: OpSelectNotifications, Table: "events", Start: start, Limit: limit})
 	out, err := r.selectNotifications(ctx, start, limit, q)
 	end(OpResult{Rows: len(out), LastID: lastNotificationID(out), Err: err})
 	return out, err

@@ -88,16 +88,16 @@ type Observer interface {
 	ObserveEnd(ctx context.Context, op Op, res OpResult)
 }
 
-// Observe tells o, if it is not nil, that op starts, and returns the
+// observe tells o, if it is not nil, that op starts, and returns the
 // context for the operation and a function to call once when it ends,
 // which fills in the duration and tells o. With a nil Observer it returns
 // ctx and a function that does nothing, and allocates nothing. Recorders
 // call it around the operations an Observer is told about:
 //
-//	ctx, end := eventsourcing.Observe(ctx, r.observer, eventsourcing.Op{Kind: eventsourcing.OpSelectNotifications, Start: start, Limit: limit})
+//	ctx, end := observe(ctx, r.observer, Op{Kind: OpSelectNotifications, Start: start, Limit: limit})
 //	notes, err := r.selectNotifications(ctx, start, limit, q)
-//	end(eventsourcing.OpResult{Rows: len(notes), LastID: lastID(notes), Err: err})
-func Observe(ctx context.Context, o Observer, op Op) (context.Context, func(OpResult)) {
+//	end(OpResult{Rows: len(notes), LastID: lastID(notes), Err: err})
+func observe(ctx context.Context, o Observer, op Op) (context.Context, func(OpResult)) {
 	if o == nil {
 		return ctx, endNothing
 	}

@@ -65,15 +65,3 @@ func TestEventStoreObserver(t *testing.T) {
 		t.Error("no conflict")
 	}
 }
-
-func TestObserveNilIsFree(t *testing.T) {
-	ctx := context.Background()
-	allocs := testing.AllocsPerRun(100, func() {
-		c, end := es.Observe(ctx, nil, es.Op{Kind: es.OpPut, Events: 1})
-		end(es.OpResult{Rows: 1})
-		_ = c
-	})
-	if allocs != 0 {
-		t.Errorf("Observe with a nil Observer: %v allocations", allocs)
-	}
-}

@@ -13,9 +13,9 @@ import (
 // a process recorder for its events and tracking records, and an aggregate
 // recorder for its snapshots.
 type Store struct {
-	// Events records the application's events, notification log and
+	// Recorder records the application's events, notification log and
 	// tracking records.
-	Events ProcessRecorder
+	Recorder ProcessRecorder
 	// Snapshots records snapshots of its aggregates.
 	Snapshots AggregateRecorder
 	// DB is the database, or nil in memory.
@@ -72,7 +72,7 @@ func openStore(ctx context.Context, cfg *Config) (*Store, error) {
 func openStoreChecked(ctx context.Context, cfg *Config, checkPipeline bool) (*Store, error) {
 	module := cfg.Module()
 	if module == ModuleMemory {
-		return &Store{Events: NewMemoryRecorder(), Snapshots: NewMemoryRecorder()}, nil
+		return &Store{Recorder: NewMemoryRecorder(), Snapshots: NewMemoryRecorder()}, nil
 	}
 	open, err := lookupOpener(module)
 	if err != nil {
@@ -103,7 +103,7 @@ func openStoreChecked(ctx context.Context, cfg *Config, checkPipeline bool) (*St
 			return nil, err
 		}
 	}
-	st := &Store{Events: events, Snapshots: snapshots, DB: db}
+	st := &Store{Recorder: events, Snapshots: snapshots, DB: db}
 	if checkPipeline {
 		opts, err := cfg.MapperOptions()
 		if err == nil {
@@ -121,7 +121,7 @@ func openStoreChecked(ctx context.Context, cfg *Config, checkPipeline bool) (*St
 // store opened with SkipCreateTable whose table is missing passes: its
 // first use reports it, as before.
 func (s *Store) checkPipeline(ctx context.Context, cfg *Config, opts *MapperOptions) error {
-	err := CheckPipeline(ctx, s.Events, opts)
+	err := CheckPipeline(ctx, s.Recorder, opts)
 	var pe *PipelineError
 	if err != nil && !errors.As(err, &pe) && cfg.SkipCreateTable && errors.Is(err, ErrProgramming) {
 		return nil

@@ -60,7 +60,7 @@ func TestOpenFromEnvironment(t *testing.T) {
 			if _, err := store.Snapshots.InsertEvents(ctx, []es.StoredEvent{{OriginatorID: id, OriginatorVersion: 1, Topic: es.SnapshotTopic}}, nil); err != nil {
 				t.Fatal(err)
 			}
-			if sr, ok := store.Events.(*es.SQLRecorder); ok && name == "postgres" {
+			if sr, ok := store.Recorder.(*es.SQLRecorder); ok && name == "postgres" {
 				if tbl := sr.EventsTable(); tbl.Name != "bankaccounts_events" || tbl.Schema != vars["POSTGRES_SCHEMA"] {
 					t.Errorf("events table %v", tbl)
 				}
@@ -86,7 +86,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if _, err := store.Events.MaxNotificationID(ctx); !errors.Is(err, es.ErrProgramming) {
+	if _, err := store.Recorder.MaxNotificationID(ctx); !errors.Is(err, es.ErrProgramming) {
 		t.Errorf("CREATE_TABLE=false leaves no table: %v", err)
 	}
 }
@@ -110,7 +110,7 @@ func TestOpenCipherKeyWithoutTopic(t *testing.T) {
 			if _, err := events.Put(ctx, &MoneyDeposited{DomainEvent: es.NewDomainEvent(id, 1), Amount: 123456}); err != nil {
 				t.Fatal(err)
 			}
-			stored, err := store.Events.SelectEvents(ctx, id, nil)
+			stored, err := store.Recorder.SelectEvents(ctx, id, nil)
 			if err != nil || len(stored) != 1 {
 				t.Fatalf("SelectEvents: %v, %v", stored, err)
 			}
@@ -146,5 +146,5 @@ func openFromVars(t *testing.T, vars map[string]string) (*es.Store, *es.EventSto
 	if err := m.Register(&MoneyDeposited{}); err != nil {
 		t.Fatal(err)
 	}
-	return store, es.NewEventStore(m, store.Events)
+	return store, es.NewEventStore(m, store.Recorder)
 }

@@ -399,9 +399,9 @@ func (s *Store) OpenPersonalKeys(ctx context.Context, cfg *Config, c Cipher) (*P
 		s.Personal = NewMemoryPersonalKeys(opts)
 		return s.Personal, nil
 	}
-	r, ok := s.Events.(*SQLRecorder)
+	r, ok := s.Recorder.(*SQLRecorder)
 	if !ok {
-		return nil, fmt.Errorf("%w: OpenPersonalKeys: the store's events recorder is a %T, not an SQLRecorder: make the keys with NewSQLPersonalKeys", ErrProgramming, s.Events)
+		return nil, fmt.Errorf("%w: OpenPersonalKeys: the store's events recorder is a %T, not an SQLRecorder: make the keys with NewSQLPersonalKeys", ErrProgramming, s.Recorder)
 	}
 	if cfg.Module() == ModulePostgres {
 		opts.Schema = cfg.Postgres.Schema

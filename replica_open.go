@@ -52,13 +52,13 @@ func OpenReplicated(ctx context.Context, cfg *Config) (*ReplicatedStore, error) 
 	if err != nil {
 		return nil, err
 	}
-	primary, ok := st.Events.(*SQLRecorder)
+	primary, ok := st.Recorder.(*SQLRecorder)
 	snaps, ok2 := st.Snapshots.(*SQLSnapshotRecorder)
 	if !ok || !ok2 {
 		st.Close()
-		return nil, fmt.Errorf("%w: OpenReplicated: Open returned %T and %T", ErrProgramming, st.Events, st.Snapshots)
+		return nil, fmt.Errorf("%w: OpenReplicated: Open returned %T and %T", ErrProgramming, st.Recorder, st.Snapshots)
 	}
-	hosts, err := ReadHosts(cfg.Postgres.ReadHosts, cfg.Postgres.Port)
+	hosts, err := readHosts(cfg.Postgres.ReadHosts, cfg.Postgres.Port)
 	if err != nil {
 		st.Close()
 		return nil, &ConfigError{Name: "Config.Postgres.ReadHosts", Value: cfg.Postgres.ReadHosts, Reason: err.Error()}
@@ -82,16 +82,16 @@ func OpenReplicated(ctx context.Context, cfg *Config) (*ReplicatedStore, error) 
 		st.Close()
 		return nil, err
 	}
-	st.Events = rr
+	st.Recorder = rr
 	st.Snapshots = rr.Snapshots(snaps)
 	return &ReplicatedStore{Store: st, Replicated: rr}, nil
 }
 
-// ReadHosts parses a comma-separated list of read hosts
+// readHosts parses a comma-separated list of read hosts
 // (POSTGRES_READ_HOSTS): each "host" or "host:port" ("[::1]:5433" for
 // IPv6), with defaultPort (zero: 5432) when it has none. It returns them
 // as host:port; an empty list is none.
-func ReadHosts(list string, defaultPort int) ([]string, error) {
+func readHosts(list string, defaultPort int) ([]string, error) {
 	if defaultPort == 0 {
 		defaultPort = 5432
 	}

@@ -185,7 +185,7 @@ func TestReplicaConfiguration(t *testing.T) {
 		if len(sts) != 2 || !sts[0].Usable || sts[1].Usable || !errors.Is(sts[1].Err, es.ErrOperational) {
 			t.Fatalf("standbys %+v, want the first usable and the second (port 1) down", sts)
 		}
-		store := es.NewEventStore(es.NewMapper[*upEvent](nil), st.Events)
+		store := es.NewEventStore(es.NewMapper[*upEvent](nil), st.Recorder)
 		if err := store.Mapper.Register(&upEvent{}); err != nil {
 			t.Fatal(err)
 		}

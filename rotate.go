@@ -215,7 +215,7 @@ func rotateStates(ctx context.Context, rw StateRewriter, c KeyRotator, opts *Rot
 // starts them again from their first row (rows already rotated cost a
 // decryption each).
 func (s *Store) RotateKeys(ctx context.Context, c KeyRotator, opts *RotateOptions) error {
-	if _, err := rotateKeys(ctx, s.Events, c, opts, "events"); err != nil {
+	if _, err := rotateKeys(ctx, s.Recorder, c, opts, "events"); err != nil {
 		return err
 	}
 	var o RotateOptions

@@ -172,7 +172,7 @@ func TestRotateKeys(t *testing.T) {
 			}()
 
 			var reports []es.RotateProgress
-			st := &es.Store{Events: events, Snapshots: snaps}
+			st := &es.Store{Recorder: events, Snapshots: snaps}
 			// The first batches wait for the writer to append and the
 			// subscriber to read, so that rotation, writes and reads interleave.
 			interleave := func() {
@@ -551,7 +551,7 @@ func TestRotateKeysInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := &es.Store{Events: rec, Snapshots: snaps}
+			st := &es.Store{Recorder: rec, Snapshots: snaps}
 			rotated := map[string]int64{}
 			if err := st.RotateKeys(ctx, rotOpts.Cipher.(es.KeyRotator), &es.RotateOptions{BatchSize: 3, Progress: func(p es.RotateProgress) {
 				rotated[p.Table] = p.Rotated

@@ -569,7 +569,7 @@ func (c *runCore) process(ctx context.Context, ns []Notification) (int, error) {
 	done := 0
 	for done < len(ns) {
 		batch := ns[done:]
-		octx, end := Observe(ctx, c.o.Observer, Op{Kind: OpRunnerBatch, Table: c.name, Start: batch[0].ID, Events: len(batch)})
+		octx, end := observe(ctx, c.o.Observer, Op{Kind: OpRunnerBatch, Table: c.name, Start: batch[0].ID, Events: len(batch)})
 		n, err := c.handle(octx, batch)
 		res := OpResult{Rows: n, Err: err}
 		if n > 0 {
@@ -594,7 +594,7 @@ func (c *runCore) skipOne(ctx context.Context, n Notification, cause *notificati
 	if err := c.o.OnSkip(ctx, n, cause); err != nil {
 		return fmt.Errorf("%w (OnSkip refused to skip it: %w)", cause, err)
 	}
-	octx, end := Observe(ctx, c.o.Observer, Op{Kind: OpRunnerSkip, Table: c.name, Start: n.ID, Events: 1})
+	octx, end := observe(ctx, c.o.Observer, Op{Kind: OpRunnerSkip, Table: c.name, Start: n.ID, Events: 1})
 	err := c.skip(octx, n)
 	if err != nil && trackingConflict(err) {
 		err = nil // tracked by another copy meanwhile: done all the same

@@ -25,7 +25,7 @@ func (r *SQLRecorder) selectNotificationsPartial(ctx context.Context, start int6
 func (r *SQLRecorder) observeSelectNotifications(ctx context.Context, dst []Notification, start int64, limit int, q *NotificationQuery, partial bool) ([]Notification, error) {
 	var end func(OpResult)
 	if r.observer != nil {
-		ctx, end = Observe(ctx, r.observer, Op{Kind: OpSelectNotifications, Table: r.events.String(), Start: start, Limit: limit})
+		ctx, end = observe(ctx, r.observer, Op{Kind: OpSelectNotifications, Table: r.events.String(), Start: start, Limit: limit})
 	}
 	out, err := r.selectNotifications(ctx, dst, start, limit, q)
 	if err != nil && len(out) > 0 && !partial {

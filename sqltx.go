@@ -206,7 +206,7 @@ func (r *SQLRecorder) observe(ctx context.Context, calls, events int) func([]*gr
 	if r.observer == nil {
 		return func([]*groupCall, error) {}
 	}
-	_, end := Observe(ctx, r.observer, Op{Kind: OpGroupCommit, Table: r.events.String(), Calls: calls, Events: events})
+	_, end := observe(ctx, r.observer, Op{Kind: OpGroupCommit, Table: r.events.String(), Calls: calls, Events: events})
 	return func(claimed []*groupCall, err error) {
 		res := OpResult{Err: err}
 		if errors.Is(err, errAbandonedCall) {

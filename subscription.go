@@ -372,16 +372,6 @@ func WaitTracking(ctx context.Context, rec TrackingRecorder, applicationName str
 	}
 }
 
-// InsertTracking records a tracking record alone, with no events: Python
-// eventsourcing's TrackingRecorder.insert_tracking. It is exactly
-// rec.InsertEvents(ctx, nil, &t) (and [EventStore.PutWithTracking] with no
-// events): a notification ID not above the last recorded for the
-// application is an error matching ErrIntegrity.
-func InsertTracking(ctx context.Context, rec ProcessRecorder, t Tracking) error {
-	_, err := rec.InsertEvents(ctx, nil, &t)
-	return err
-}
-
 // trackingConflict reports whether err is an integrity conflict on a
 // tracking record (as opposed to one on events).
 func trackingConflict(err error) bool {

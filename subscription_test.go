@@ -478,7 +478,7 @@ func TestPostgresTrackingOnlyCommitNotifies(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("not listening after 5 s")
 	}
-	if err := es.InsertTracking(context.Background(), f.writer, es.Tracking{ApplicationName: "Projection", NotificationID: 7}); err != nil {
+	if _, err := f.writer.InsertEvents(context.Background(), nil, &es.Tracking{ApplicationName: "Projection", NotificationID: 7}); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -373,7 +373,7 @@ func (o Options) writersAndSubscribers(t *testing.T, r es.ProcessRecorder) {
 
 func waitTracking(t *testing.T, r es.ProcessRecorder) {
 	app := appName()
-	if err := es.InsertTracking(ctx, r, es.Tracking{ApplicationName: app, NotificationID: 5}); err != nil {
+	if _, err := r.InsertEvents(ctx, nil, &es.Tracking{ApplicationName: app, NotificationID: 5}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []int64{1, 5} {

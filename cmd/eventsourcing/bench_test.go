@@ -104,7 +104,8 @@ func writeLargeStore(file string, n int) error {
 			batch = batch[:0]
 		}
 	}
-	return es.InsertTracking(ctx, rec, es.Tracking{ApplicationName: "Upstream", NotificationID: 1})
+	_, err = rec.InsertEvents(ctx, nil, &es.Tracking{ApplicationName: "Upstream", NotificationID: 1})
+	return err
 }
 
 // runMeasured runs the tool and returns its peak resident memory, in MB.

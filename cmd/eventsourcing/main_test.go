@@ -251,7 +251,7 @@ func (s *testStore) fill(t *testing.T, aggregates, perAggregate int) {
 	if err := m.RegisterTopic(depositedTopic, &Deposited{}); err != nil {
 		t.Fatal(err)
 	}
-	events := es.NewEventStore(m, st.Events)
+	events := es.NewEventStore(m, st.Recorder)
 	for a := 0; a < aggregates; a++ {
 		s.ids = append(s.ids, uuid.New())
 	}
@@ -274,7 +274,7 @@ func (s *testStore) fill(t *testing.T, aggregates, perAggregate int) {
 		t.Fatal(err)
 	}
 	for _, tr := range []es.Tracking{{ApplicationName: s.app, NotificationID: 2}, {ApplicationName: "Upstream", NotificationID: 7}} {
-		if err := es.InsertTracking(ctx, st.Events, tr); err != nil {
+		if _, err := st.Recorder.InsertEvents(ctx, nil, &tr); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -299,12 +299,12 @@ func (s *testStore) put(t *testing.T, id uuid.UUID, version int64, note string) 
 	if err := m.RegisterTopic(depositedTopic, &Deposited{}); err != nil {
 		t.Fatal(err)
 	}
-	ids, err := es.NewEventStore(m, st.Events).Put(ctx, &Deposited{DomainEvent: es.NewDomainEvent(id, version), Amount: 1, Note: note})
+	ids, err := es.NewEventStore(m, st.Recorder).Put(ctx, &Deposited{DomainEvent: es.NewDomainEvent(id, version), Amount: 1, Note: note})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Read it back through the library.
-	got, err := es.NewEventStore(m, st.Events).Get(ctx, id, &es.Query{GTE: version})
+	got, err := es.NewEventStore(m, st.Recorder).Get(ctx, id, &es.Query{GTE: version})
 	if err != nil || len(got) != 1 || got[0].Note != note {
 		t.Fatalf("read back the event just written: %v, %v", got, err)
 	}

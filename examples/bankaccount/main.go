@@ -145,7 +145,7 @@ func run(ctx context.Context, w io.Writer) error {
 
 	// The read model is a table of the application's own, in the same
 	// database as the events and the projection's tracking records.
-	rec, ok := app.Store.Events.(*es.SQLRecorder)
+	rec, ok := app.Store.Recorder.(*es.SQLRecorder)
 	if !ok {
 		return errors.New("the balances table needs a database: set PERSISTENCE_MODULE to sqlite or postgres")
 	}
