@@ -66,7 +66,7 @@ type AppOptions struct {
 // [NewMapper], [NewEventStore], [NewSnapshotStore], [NewRepository]), for
 // use with them: a [Runner] or a [Projection] following Events, a second
 // repository on Events and MapperOptions. On SQLite and PostgreSQL,
-// Store.Events is an *[SQLRecorder]: the [ProjectionStore] of a projection
+// Store.Recorder is an *[SQLRecorder]: the [ProjectionStore] of a projection
 // whose tables are in the application's database.
 type App[A Aggregate] struct {
 	*Repository[A]

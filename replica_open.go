@@ -18,7 +18,7 @@ import (
 // whose Snapshots is a [ReplicatedSnapshotRecorder]: see [OpenReplicated].
 type ReplicatedStore struct {
 	*Store
-	// Replicated is Store.Events, as its own type (Standbys, Position).
+	// Replicated is Store.Recorder, as its own type (Standbys, Position).
 	Replicated *ReplicatedRecorder
 }
 
