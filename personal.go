@@ -53,6 +53,11 @@ import (
 // refused with ErrUnsupportedType, the second is stored as {} (its value is
 // lost, never written in plaintext).
 //
+// Sealing and opening are done by the stores, not by the [Mapper]: a
+// Mapper used alone writes a Personal as its stored form only (so a value
+// never sealed is written as {} and lost, never in plaintext), and reads
+// it back unopened (Valid false, KeyID set).
+//
 // When an event is read back whose value belongs to a forgotten subject,
 // the value is its zero and Forgotten reports true; everything else of the
 // event reads as before. Writing such a Personal again (a snapshot of a
@@ -184,7 +189,7 @@ type pnode struct {
 
 type pfield struct {
 	index int
-	name  string // Go field name, for errors
+	name  string // Go field name, for errors; "" for an embedded struct (its fields are promoted)
 	node  *pnode
 	// subject, if not nil, locates the subject of the Personal values
 	// under the field: in the declaring struct, or in the root.
@@ -320,6 +325,9 @@ func (b *planBuilder) node(typ reflect.Type) (*pnode, error) {
 				return nil, err
 			}
 			f := pfield{index: i, name: sf.Name, node: child}
+			if sf.Anonymous && child.kind == pkStruct {
+				f.name = ""
+			}
 			if name, ok := sf.Tag.Lookup("personal"); ok {
 				ref, err := b.subject(typ, sf.Name, name)
 				if err != nil {
@@ -404,6 +412,9 @@ func (w *personalWalk) walk(n *pnode, v reflect.Value, subject uuid.UUID) error 
 				}
 			}
 			if err := w.walk(f.node, v.Field(f.index), s); err != nil {
+				if f.name == "" {
+					return err
+				}
 				return fmt.Errorf("%s: %w", f.name, err)
 			}
 		}
@@ -648,7 +659,10 @@ func ForgottenFields(e any) []string {
 		case pkStruct:
 			for _, f := range n.fields {
 				p := f.name
-				if path != "" {
+				switch {
+				case f.name == "":
+					p = path
+				case path != "":
 					p = path + "." + f.name
 				}
 				visit(f.node, v.Field(f.index), p)

@@ -924,3 +924,90 @@ func TestPersonalMissingKeyAndCacheAge(t *testing.T) {
 		t.Errorf("write after CacheAge: %v, want ErrForgotten", err)
 	}
 }
+
+type pAddress struct {
+	Street es.Personal[string] `json:"street"`
+	City   string              `json:"city"`
+}
+
+type pInner struct {
+	Phone es.Personal[string] `json:"phone"`
+}
+
+type pShapes struct {
+	es.DomainEvent
+	pInner                            // embedded, unexported: its Phone is promoted
+	Home      *pAddress               `json:"home"`
+	Previous  []pAddress              `json:"previous"`
+	Nicknames [2]es.Personal[string]  `json:"nicknames"`
+	Tags      []es.Personal[[]string] `json:"tags"`
+	Other     uuid.UUID               `json:"other"`
+	ForOther  *pAddress               `json:"for_other" personal:"Other"`
+	Born      es.Personal[time.Time]  `json:"born"`
+	Skipped   es.Personal[string]     `json:"-"`
+}
+
+// TestPersonalShapes: Personal values in embedded structs, pointers,
+// slices and arrays are sealed in a copy (the caller's event is not
+// changed), read back, and forgotten by subject.
+func TestPersonalShapes(t *testing.T) {
+	ctx := context.Background()
+	m := es.NewMapper[es.Event](nil)
+	if err := m.RegisterTopic("t:Shapes", &pShapes{}); err != nil {
+		t.Fatal(err)
+	}
+	rec := es.NewMemoryRecorder()
+	events := es.NewEventStore(m, rec)
+	events.Personal = es.NewMemoryPersonalKeys(nil)
+	id, other := uuid.New(), uuid.New()
+	born := time.Date(1990, 1, 2, 3, 4, 5, 0, time.UTC)
+	e := &pShapes{
+		pInner:    pInner{Phone: es.NewPersonal("+44 1")},
+		Home:      &pAddress{Street: es.NewPersonal("1 Home St"), City: "Oxford"},
+		Previous:  []pAddress{{es.NewPersonal("2 Old Rd"), "Bath"}},
+		Nicknames: [2]es.Personal[string]{es.NewPersonal("Al"), {}},
+		Tags:      []es.Personal[[]string]{es.NewPersonal([]string{"a", "b"})},
+		Other:     other,
+		ForOther:  &pAddress{Street: es.NewPersonal("3 Other Ave"), City: "York"},
+		Born:      es.NewPersonal(born),
+		Skipped:   es.NewPersonal("not written"),
+	}
+	e.SetOriginator(id, 1)
+	if _, err := events.Put(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Home.Street.KeyID() != "" || e.Previous[0].Street.KeyID() != "" || e.Nicknames[0].KeyID() != "" || e.Phone.KeyID() != "" || e.ForOther.Street.KeyID() != "" {
+		t.Fatal("Put changed the caller's event")
+	}
+	stored, _ := rec.SelectEvents(ctx, id, nil)
+	for _, p := range []string{"+44 1", "1 Home St", "2 Old Rd", "Al", "3 Other Ave", "not written", "1990"} {
+		if bytes.Contains(stored[0].State, []byte(p)) {
+			t.Errorf("stored state holds %q", p)
+		}
+	}
+	read := func() *pShapes {
+		t.Helper()
+		evs, err := events.Get(ctx, id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs[0].(*pShapes)
+	}
+	g := read()
+	if g.Phone.Value() != "+44 1" || g.Home.Street.Value() != "1 Home St" || g.Home.City != "Oxford" || g.Previous[0].Street.Value() != "2 Old Rd" ||
+		g.Nicknames[0].Value() != "Al" || g.Nicknames[1].Valid() || !slices.Equal(g.Tags[0].Value(), []string{"a", "b"}) ||
+		g.ForOther.Street.Value() != "3 Other Ave" || !g.Born.Value().Equal(born) || g.Skipped.Valid() {
+		t.Errorf("read back %+v", g)
+	}
+	if err := events.Personal.Forget(ctx, id, "test"); err != nil {
+		t.Fatal(err)
+	}
+	g = read()
+	want := []string{"Phone", "Home.Street", "Previous[0].Street", "Nicknames[0]", "Tags[0]", "Born"}
+	if got := es.ForgottenFields(g); !slices.Equal(got, want) {
+		t.Errorf("ForgottenFields = %q, want %q", got, want)
+	}
+	if g.ForOther.Street.Value() != "3 Other Ave" || g.Home.City != "Oxford" {
+		t.Errorf("the other subject's data, or a plain field, after Forget: %+v", g)
+	}
+}
