@@ -304,7 +304,7 @@ func TestProjectionMemory(t *testing.T) {
 		}
 		return nil
 	}
-	p, err := es.NewProjection("Up", us, view, handle, &es.RunnerOptions{BatchSize: 10, Retries: 1, RetryDelay: time.Millisecond})
+	p, err := es.NewProjection("Up", us, view, handle, &es.RunnerOptions{BatchSize: 10, Attempts: 2, RetryDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestProjectionPoison(t *testing.T) {
 			// records it in a table of its own, and is tracked.
 			var skipped []int64
 			obs := &batchObserver{}
-			p, err = es.NewProjection("Up", us, down, poison, &es.RunnerOptions{BatchSize: 100, Retries: 2, RetryDelay: time.Millisecond, Observer: obs,
+			p, err = es.NewProjection("Up", us, down, poison, &es.RunnerOptions{BatchSize: 100, Attempts: 3, RetryDelay: time.Millisecond, Observer: obs,
 				OnSkip: func(ctx context.Context, n es.Notification, err error) error {
 					if !errors.Is(err, boom) {
 						t.Errorf("OnSkip(%d, %v)", n.ID, err)
@@ -506,7 +506,7 @@ func TestProjectionTwoCopies(t *testing.T) {
 				us := upStore(t, up)
 				var stops []func() error
 				for i := range 2 {
-					p, err := es.NewProjection("Up", us, down, v.handler(), &es.RunnerOptions{BatchSize: []int{3, 10}[i], Retries: -1, RetryDelay: time.Millisecond,
+					p, err := es.NewProjection("Up", us, down, v.handler(), &es.RunnerOptions{BatchSize: []int{3, 10}[i], Attempts: -1, RetryDelay: time.Millisecond,
 						Subscribe: es.SubscribeOptions{PollInterval: 20 * time.Millisecond}})
 					if err != nil {
 						t.Fatal(err)
@@ -638,7 +638,7 @@ func TestProjectionKillChild(t *testing.T) {
 	up, down, v := openProjectionKillStores(t, backend, os.Getenv(envProjUp), os.Getenv(envProjDown))
 	batch, _ := strconv.Atoi(os.Getenv(envProjBatch))
 	target, _ := strconv.ParseInt(os.Getenv(envProjTarget), 10, 64)
-	p, err := es.NewProjection("Up", upStore(t, up), down, v.handler(), &es.RunnerOptions{BatchSize: batch, Retries: -1, RetryDelay: time.Millisecond,
+	p, err := es.NewProjection("Up", upStore(t, up), down, v.handler(), &es.RunnerOptions{BatchSize: batch, Attempts: -1, RetryDelay: time.Millisecond,
 		Subscribe: es.SubscribeOptions{PollInterval: 20 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,9 @@ const (
 	// DefaultRunnerBatchSize is how many upstream notifications a runner
 	// processes in one downstream transaction at most, by default.
 	DefaultRunnerBatchSize = 100
+	// DefaultRunnerAttempts is how many times, in all, a runner tries a
+	// failed batch by default: once, so that Run stops at the first error.
+	DefaultRunnerAttempts = 1
 	// DefaultRetryDelay is a runner's first wait before retrying a failed
 	// batch; the wait doubles with each retry up to DefaultMaxRetryDelay.
 	DefaultRetryDelay    = 100 * time.Millisecond
@@ -60,13 +63,14 @@ type RunnerOptions struct {
 	// waits to fill up. Zero means DefaultRunnerBatchSize; 1 means one
 	// transaction per notification.
 	BatchSize int
-	// Retries is how many times a failed batch (a handler error, an event
-	// that cannot be decoded, a downstream write that failed) is tried
-	// again before Run returns its error; and how many times in a row a
-	// transient failure to read the upstream log is. Zero means none: Run
-	// stops at the first error. Negative means until ctx ends. A
-	// notification is never skipped unless OnSkip says so.
-	Retries int
+	// Attempts is how many times, in all, a failed batch (a handler error,
+	// an event that cannot be decoded, a downstream write that failed) is
+	// tried before Run returns its error; and how many times in a row a
+	// transient failure to read the upstream log is. Zero means
+	// DefaultRunnerAttempts (1: Run stops at the first error); negative
+	// means until ctx ends. A notification is never skipped unless OnSkip
+	// says so. As [RepositoryOptions.Attempts].
+	Attempts int
 	// RetryDelay is the wait before the first retry, doubling with each
 	// retry up to MaxRetryDelay. Zero means DefaultRetryDelay, and a zero
 	// MaxRetryDelay means DefaultMaxRetryDelay.
@@ -82,7 +86,7 @@ type RunnerOptions struct {
 	// notification is recorded as processed (its tracking record alone,
 	// with none of the handler's writes) and the runner goes on with the
 	// next; if it returns an error, Run returns that error with the
-	// handler's. With Retries negative, a notification is retried until
+	// handler's. With Attempts negative, a notification is retried until
 	// ctx ends and never skipped. OnSkip is where to record the skip durably (a dead-letter
 	// table, a log, an alert): it is called before the tracking record is
 	// committed, and again after a crash in between, so a record it writes
@@ -404,6 +408,9 @@ func (c *runCore) init(what, name string, up ApplicationRecorder, down TrackingR
 	if c.o.BatchSize <= 0 {
 		c.o.BatchSize = DefaultRunnerBatchSize
 	}
+	if c.o.Attempts == 0 {
+		c.o.Attempts = DefaultRunnerAttempts
+	}
 	if c.o.RetryDelay <= 0 {
 		c.o.RetryDelay = DefaultRetryDelay
 	}
@@ -498,7 +505,7 @@ func (c *runCore) loop(ctx context.Context, caughtUp bool) error {
 		if progressed {
 			attempt, delay = 1, c.o.RetryDelay
 		}
-		if c.o.Retries >= 0 && attempt > c.o.Retries {
+		if c.o.Attempts > 0 && attempt >= c.o.Attempts {
 			return fmt.Errorf("eventsourcing: %s %s: %w", c.what, c.name, err)
 		}
 		if c.o.OnRetry != nil {
@@ -537,7 +544,7 @@ func (c *runCore) processWithRetry(ctx context.Context, ns []Notification) error
 			return errRunStopped
 		}
 		c.failed(err)
-		if c.o.Retries >= 0 && attempt > c.o.Retries {
+		if c.o.Attempts > 0 && attempt >= c.o.Attempts {
 			var ne *notificationError
 			if c.o.OnSkip == nil || !errors.As(err, &ne) || len(ns) == 0 || ne.id != ns[0].ID {
 				return err

@@ -284,7 +284,7 @@ func TestRunnerHandlerError(t *testing.T) {
 		var calls atomic.Int64
 		var retried []int
 		r, err := es.NewRunner("Up", us, downStore(t, down), failing(2, &calls), &es.RunnerOptions{
-			BatchSize: 3, Retries: 3, RetryDelay: time.Millisecond,
+			BatchSize: 3, Attempts: 4, RetryDelay: time.Millisecond,
 			OnRetry: func(err error, attempt int) {
 				if !errors.Is(err, boom) {
 					t.Errorf("OnRetry(%v)", err)
@@ -310,7 +310,7 @@ func TestRunnerHandlerError(t *testing.T) {
 		us := upStore(t, up)
 		putUp(t, us, 10)
 		var calls atomic.Int64
-		r, err := es.NewRunner("Up", us, downStore(t, down), failing(1<<30, &calls), &es.RunnerOptions{Retries: -1, RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond})
+		r, err := es.NewRunner("Up", us, downStore(t, down), failing(1<<30, &calls), &es.RunnerOptions{Attempts: -1, RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -356,7 +356,7 @@ func TestRunnerUpstreamReadRetried(t *testing.T) {
 		t.Fatalf("Run without retries: %v, want the transient read error", err)
 	}
 	retries := 0
-	opts.Retries, opts.RetryDelay = 2, time.Millisecond
+	opts.Attempts, opts.RetryDelay = 3, time.Millisecond
 	opts.OnRetry = func(error, int) { retries++ }
 	if r, err = es.NewRunner("Up", us, downStore(t, down), handleOne, opts); err != nil {
 		t.Fatal(err)
@@ -382,7 +382,7 @@ func TestRunnerSkipsTracked(t *testing.T) {
 			us, ds := upStore(t, up), downStore(t, down)
 			var stops []func() error
 			for range 2 {
-				r, err := es.NewRunner("Up", us, ds, handleOne, &es.RunnerOptions{BatchSize: 1, Retries: -1, RetryDelay: time.Millisecond})
+				r, err := es.NewRunner("Up", us, ds, handleOne, &es.RunnerOptions{BatchSize: 1, Attempts: -1, RetryDelay: time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -620,7 +620,7 @@ func TestRunnerOverlappingBatches(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			r, err := es.NewRunner("Up", us, downStore(t, &beforeTracked{ProcessRecorder: down, hook: other}), handleOne, &es.RunnerOptions{BatchSize: 100, Retries: -1, RetryDelay: time.Millisecond})
+			r, err := es.NewRunner("Up", us, downStore(t, &beforeTracked{ProcessRecorder: down, hook: other}), handleOne, &es.RunnerOptions{BatchSize: 100, Attempts: -1, RetryDelay: time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
