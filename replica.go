@@ -49,11 +49,6 @@ type ReplicaOptions struct {
 	// query to the primary after each write and of reads waiting for the
 	// standby. [ReadYourWrites] does the same for one context's call chain.
 	ReadYourWrites bool
-	// OnCheck, if not nil, is called with each standby's status after each
-	// check, from the goroutine that checks it: the lag, for metrics. It
-	// must not block. (The primary recorder's SQLOptions.Observer is told
-	// too, if it is a [StandbyObserver].)
-	OnCheck func(StandbyStatus)
 }
 
 // ReplicatedRecorder is a [ProcessRecorder] on a PostgreSQL primary and
@@ -75,8 +70,8 @@ type ReplicaOptions struct {
 // the primary and the standby is skipped until a check finds it up again.
 // Reads see a standby as it is unless they ask for a position
 // ([ReadAfter], [ReadYourWrites], ReplicaOptions.ReadYourWrites). Standbys()
-// gives each standby's lag and state, and ReplicaOptions.OnCheck reports
-// them as they are checked.
+// gives each standby's lag and state; a [StandbyObserver] on the primary
+// recorder (SQLOptions.Observer) is told them as they are checked.
 //
 // It checks each standby on a goroutine of its own: Close stops them. It is
 // safe for concurrent use.

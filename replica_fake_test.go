@@ -81,19 +81,20 @@ func newFakeReplicaOn(t *testing.T, db *sql.DB, schema string, position int64, o
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { standbyDB.Close() })
-	primary := newSQLRecorder(t, db, fakeReplication{state: f.state}, schema, es.SQLOptions{AppName: "Fake"})
-	onCheck := opts.OnCheck
-	opts.OnCheck = func(st es.StandbyStatus) {
-		f.checks.Add(1)
-		if onCheck != nil {
-			onCheck(st)
-		}
-	}
+	primary := newSQLRecorder(t, db, fakeReplication{state: f.state}, schema, es.SQLOptions{AppName: "Fake",
+		Observer: &checkCounter{n: &f.checks}})
 	f.primary = primary
 	f.rr = newReplicated(t, primary, standbyDB, &opts)
 	waitUsable(t, f.rr, true, 5*time.Second)
 	return f
 }
+
+// checkCounter is a StandbyObserver that counts the checks of standbys.
+type checkCounter struct{ n *atomic.Int64 }
+
+func (c *checkCounter) ObserveStart(ctx context.Context, _ es.Op) context.Context { return ctx }
+func (c *checkCounter) ObserveEnd(context.Context, es.Op, es.OpResult)            {}
+func (c *checkCounter) ObserveStandby(context.Context, es.StandbyStatus)          { c.n.Add(1) }
 
 // set changes the fake's state ("replayed = 1500", say).
 func (f *fakeReplica) set(assignments string) {

@@ -274,9 +274,6 @@ func (s *standbySet) check(ctx context.Context, sb *standby) {
 		sb.st = st
 		sb.mu.Unlock()
 		sb.usable.Store(usable)
-		if s.o.OnCheck != nil {
-			s.o.OnCheck(sb.status())
-		}
 		if o, ok := s.observer.(StandbyObserver); ok {
 			o.ObserveStandby(ctx, sb.status())
 		}

@@ -31,11 +31,17 @@ type replicaFixture struct {
 }
 
 func newReplicaFixture(t *testing.T, opts *es.ReplicaOptions) *replicaFixture {
+	return newObservedReplicaFixture(t, opts, nil)
+}
+
+// newObservedReplicaFixture is newReplicaFixture with an Observer on the
+// primary recorder (a StandbyObserver is told each check).
+func newObservedReplicaFixture(t *testing.T, opts *es.ReplicaOptions, obs es.Observer) *replicaFixture {
 	t.Helper()
 	standbyDB := pgtest.ReplicaDB(t)
 	db := pgtest.DB(t)
 	f := &replicaFixture{primaryDB: db, standbyDB: standbyDB, schema: pgtest.Schema(t, db)}
-	f.primary = newSQLRecorder(t, db, postgres.Dialect{}, f.schema, es.SQLOptions{AppName: "App"})
+	f.primary = newSQLRecorder(t, db, postgres.Dialect{}, f.schema, es.SQLOptions{AppName: "App", Observer: obs})
 	f.rr = newReplicated(t, f.primary, standbyDB, opts)
 	return f
 }
@@ -384,8 +390,8 @@ func TestReplicaReadYourWrites(t *testing.T) {
 // see it, and once replay resumes it is used again.
 func TestReplicaLagging(t *testing.T) {
 	var checks atomic.Int64
-	f := newReplicaFixture(t, &es.ReplicaOptions{MaxLag: 200 * time.Millisecond, CheckInterval: 100 * time.Millisecond,
-		OnCheck: func(es.StandbyStatus) { checks.Add(1) }})
+	f := newObservedReplicaFixture(t, &es.ReplicaOptions{MaxLag: 200 * time.Millisecond, CheckInterval: 100 * time.Millisecond},
+		&checkCounter{n: &checks})
 	waitUsable(t, f.rr, true, 5*time.Second)
 	ctx := context.Background()
 	if _, err := f.standbyDB.ExecContext(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
