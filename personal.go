@@ -380,14 +380,12 @@ func (b *planBuilder) subject(typ reflect.Type, field, name string) (*subjectRef
 
 // personalWalk seals or opens the Personal values of one event.
 type personalWalk struct {
-	ctx    context.Context
-	keys   *PersonalKeys
-	t      *Transcoder
-	root   reflect.Value // the root struct
-	origin uuid.UUID
-	clone  bool // copy pointers and slices before writing below them
-	seal   bool
-	found  bool // a Personal value was met
+	ctx   context.Context
+	keys  *PersonalKeys
+	t     *Transcoder
+	root  reflect.Value // the root struct
+	clone bool          // copy pointers and slices before writing below them
+	seal  bool
 	// lastKey is the last key sealed or opened with: the fields of one
 	// event are mostly of one subject.
 	lastKey *personalKey
@@ -396,7 +394,6 @@ type personalWalk struct {
 func (w *personalWalk) walk(n *pnode, v reflect.Value, subject uuid.UUID) error {
 	switch n.kind {
 	case pkPersonal:
-		w.found = true
 		pf := v.Addr().Interface().(personalField)
 		if w.seal {
 			return w.sealOne(pf, subject)
@@ -582,7 +579,7 @@ func sealPersonal[E any](ctx context.Context, keys *PersonalKeys, t *Transcoder,
 	}
 	c := reflect.New(sv.Type()) // the copy, written below
 	c.Elem().Set(sv)
-	w := personalWalk{ctx: ctx, keys: keys, t: t, root: c.Elem(), origin: originator, clone: true, seal: true}
+	w := personalWalk{ctx: ctx, keys: keys, t: t, root: c.Elem(), clone: true, seal: true}
 	if err := w.walk(plan, c.Elem(), originator); err != nil {
 		return e, fmt.Errorf("personal data: %w", err)
 	}
@@ -612,7 +609,7 @@ func openPersonal[E any](ctx context.Context, keys *PersonalKeys, t *Transcoder,
 		target = reflect.New(sv.Type()).Elem()
 		target.Set(sv)
 	}
-	w := personalWalk{ctx: ctx, keys: keys, t: t, root: target, origin: originator}
+	w := personalWalk{ctx: ctx, keys: keys, t: t, root: target}
 	if err := w.walk(plan, target, originator); err != nil {
 		return e, fmt.Errorf("personal data: %w", err)
 	}
