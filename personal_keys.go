@@ -525,6 +525,8 @@ type ForgottenError struct {
 	Reason string
 }
 
+// Error says which subject was forgotten, and when (not why: the reason
+// stays in the keys table).
 func (e *ForgottenError) Error() string {
 	return fmt.Sprintf("eventsourcing: subject %s was forgotten at %s: its personal data cannot be written (PersonalKeys.Renew gives it a new key)",
 		e.Subject, e.At.Format(time.RFC3339))
