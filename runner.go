@@ -87,12 +87,13 @@ type RunnerOptions struct {
 	// with none of the handler's writes) and the runner goes on with the
 	// next; if it returns an error, Run returns that error with the
 	// handler's. With Attempts negative, a notification is retried until
-	// ctx ends and never skipped. OnSkip is where to record the skip durably (a dead-letter
-	// table, a log, an alert): it is called before the tracking record is
-	// committed, and again after a crash in between, so a record it writes
-	// should be idempotent (keyed by the notification ID). Each skip is
-	// also counted in [RunnerStatus] and told to the Observer
-	// (OpRunnerSkip).
+	// ctx ends and never skipped.
+	//
+	// OnSkip is where to record the skip durably (a dead-letter table, a
+	// log, an alert): it is called before the tracking record is committed,
+	// and again after a crash in between, so a record it writes should be
+	// idempotent (keyed by the notification ID). Each skip is also counted
+	// in [RunnerStatus] and told to the Observer (OpRunnerSkip).
 	//
 	// Only the handler's failures are skipped: a downstream write or
 	// commit that fails is retried or ends Run, as without OnSkip.
