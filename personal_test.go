@@ -218,6 +218,9 @@ func testPersonalForget(t *testing.T, b personalBackend, c *es.AESCipher) {
 	if _, err := f.events.Put(ctx, aliceReg, visit, ref); err != nil {
 		t.Fatal(err)
 	}
+	if f.pg && !strings.HasSuffix(f.keys.Table(), ".bank_personal_keys") {
+		t.Errorf("PostgreSQL keys table %q, want <schema>.bank_personal_keys", f.keys.Table())
+	}
 	if got := aliceReg.Name.KeyID(); got != "" {
 		t.Errorf("Put changed the caller's event: key ID %q", got)
 	}
@@ -734,82 +737,93 @@ func TestPersonalForgetConcurrent(t *testing.T) {
 		if b.name == "SQLiteMemory" {
 			continue // one connection: nothing runs concurrently
 		}
-		t.Run(b.name, func(t *testing.T) {
-			ctx := context.Background()
-			f := newPersonalFixture(t, b, nil)
-			subject := uuid.New()
-			const writers = 4
-			var wg sync.WaitGroup
-			var written, refused atomic.Int64
-			forgotten := make(chan struct{})
-			var firstAfter atomic.Int64
-			for w := range writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					agg := uuid.New()
-					for v := int64(1); v <= 200; v++ {
-						after := false
-						select {
-						case <-forgotten:
-							after = true
-						default:
-						}
-						e := &pReferred{FriendID: subject, FriendName: es.NewPersonal("friend")}
-						e.SetOriginator(agg, v)
-						_, err := f.events.Put(ctx, e)
-						switch {
-						case err == nil:
-							written.Add(1)
-							if after {
-								firstAfter.Add(1)
-							}
-						case errors.Is(err, es.ErrForgotten):
-							refused.Add(1)
-							return
-						default:
-							t.Errorf("writer %d: %v", w, err)
-							return
-						}
-					}
-				}()
+		for _, created := range []bool{true, false} {
+			name := b.name + "/KeyExists"
+			if !created {
+				name = b.name + "/KeyBeingCreated"
 			}
-			for written.Load() < 20 {
-				time.Sleep(time.Millisecond)
-			}
-			if err := f.keys.Forget(ctx, subject, "concurrent"); err != nil {
-				t.Fatal(err)
-			}
-			close(forgotten)
-			wg.Wait()
-			if firstAfter.Load() != 0 {
-				t.Errorf("%d puts started after Forget returned succeeded", firstAfter.Load())
-			}
-			recs, err := f.keys.Records(ctx, subject)
-			if err != nil || len(recs) != 1 || recs[0].Forgotten.IsZero() {
-				t.Fatalf("records: %+v, %v (a key created after Forget?)", recs, err)
-			}
-			rec := f.rec.(es.ApplicationRecorder)
-			ns, err := rec.SelectNotifications(ctx, 1, 1_000_000, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if int64(len(ns)) != written.Load() {
-				t.Errorf("%d events stored, %d puts succeeded", len(ns), written.Load())
-			}
-			for _, n := range ns {
-				evs, err := f.events.Get(ctx, n.OriginatorID, &es.Query{GTE: n.OriginatorVersion, LTE: n.OriginatorVersion})
-				if err != nil {
-					t.Fatal(err)
-				}
-				p := evs[0].(*pReferred).FriendName
-				if !p.Forgotten() || p.KeyID() != recs[0].KeyID {
-					t.Fatalf("event %d: forgotten %v key %s, want forgotten under %s", n.ID, p.Forgotten(), p.KeyID(), recs[0].KeyID)
-				}
-			}
-			t.Logf("%d written, %d writers refused", written.Load(), refused.Load())
-		})
+			t.Run(name, func(t *testing.T) { testPersonalForgetConcurrent(t, b, created) })
+		}
 	}
+}
+
+// testPersonalForgetConcurrent forgets the subject once writers have
+// written 20 events (created), or as they start, while its key is being
+// created.
+func testPersonalForgetConcurrent(t *testing.T, b personalBackend, created bool) {
+	ctx := context.Background()
+	f := newPersonalFixture(t, b, nil)
+	subject := uuid.New()
+	const writers = 4
+	var wg sync.WaitGroup
+	var written, refused atomic.Int64
+	forgotten := make(chan struct{})
+	var firstAfter atomic.Int64
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			agg := uuid.New()
+			for v := int64(1); v <= 200; v++ {
+				after := false
+				select {
+				case <-forgotten:
+					after = true
+				default:
+				}
+				e := &pReferred{FriendID: subject, FriendName: es.NewPersonal("friend")}
+				e.SetOriginator(agg, v)
+				_, err := f.events.Put(ctx, e)
+				switch {
+				case err == nil:
+					written.Add(1)
+					if after {
+						firstAfter.Add(1)
+					}
+				case errors.Is(err, es.ErrForgotten):
+					refused.Add(1)
+					return
+				default:
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+			}
+		}()
+	}
+	for created && written.Load() < 20 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := f.keys.Forget(ctx, subject, "concurrent"); err != nil {
+		t.Fatal(err)
+	}
+	close(forgotten)
+	wg.Wait()
+	if firstAfter.Load() != 0 {
+		t.Errorf("%d puts started after Forget returned succeeded", firstAfter.Load())
+	}
+	recs, err := f.keys.Records(ctx, subject)
+	if err != nil || len(recs) != 1 || recs[0].Forgotten.IsZero() {
+		t.Fatalf("records: %+v, %v (a key created after Forget?)", recs, err)
+	}
+	rec := f.rec.(es.ApplicationRecorder)
+	ns, err := rec.SelectNotifications(ctx, 1, 1_000_000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(ns)) != written.Load() {
+		t.Errorf("%d events stored, %d puts succeeded", len(ns), written.Load())
+	}
+	for _, n := range ns {
+		evs, err := f.events.Get(ctx, n.OriginatorID, &es.Query{GTE: n.OriginatorVersion, LTE: n.OriginatorVersion})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := evs[0].(*pReferred).FriendName
+		if !p.Forgotten() || p.KeyID() != recs[0].KeyID {
+			t.Fatalf("event %d: forgotten %v key %s, want forgotten under %s", n.ID, p.Forgotten(), p.KeyID(), recs[0].KeyID)
+		}
+	}
+	t.Logf("%d written, %d writers refused", written.Load(), refused.Load())
 }
 
 // pgTableFile returns the bytes of a PostgreSQL table's file on disk, as
