@@ -18,6 +18,11 @@ import (
 // ErrOperational) and unwraps to its cause (a driver error, a JSON error,
 // ...). All the package's sentinels are declared in this file.
 //
+// Each kind is built one way: a recorder's failure is a *[DatabaseError]
+// (naming the operation and table) or an *[IntegrityError]; a
+// configuration's, a *[ConfigError]; every other error wraps its sentinel
+// as fmt.Errorf("%w: ...", ErrX, ...), with its cause wrapped by %w too.
+//
 // The persistence sentinels follow the Python library (and PEP 249):
 var (
 	// ErrIntegrity: a (originator_id, originator_version) was already
