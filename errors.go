@@ -20,8 +20,11 @@ import (
 //
 // Each kind is built one way: a recorder's failure is a *[DatabaseError]
 // (naming the operation and table) or an *[IntegrityError]; a
-// configuration's, a *[ConfigError]; every other error wraps its sentinel
-// as fmt.Errorf("%w: ...", ErrX, ...), with its cause wrapped by %w too.
+// configuration's, a *[ConfigError]; a store read with another pipeline
+// than it was written with, a *[PipelineError]; personal data of a
+// forgotten subject, a *[ForgottenError]; every other error wraps its
+// sentinel as fmt.Errorf("%w: ...", ErrX, ...), its cause wrapped by %w
+// too.
 //
 // The persistence sentinels follow the Python library (and PEP 249):
 var (
