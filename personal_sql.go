@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -88,26 +87,10 @@ func (s *sqlKeys) err(ctx context.Context, op string, err error) error {
 }
 
 // classifyDriverError returns the sentinel the dialect classifies err as,
-// and whether it knows it to be transient. It reads Classify's result by
-// reflection because the Dialect's Classify is changing (from the
-// sentinel alone to a struct with Kind and Transient): it works with
-// both. Once that settles, it is d.Classify(err).Kind and .Transient.
+// and whether it knows it to be transient.
 func classifyDriverError(d Dialect, err error) (kind error, transient bool) {
-	c := any(d.Classify(err))
-	if k, ok := c.(error); ok {
-		return k, false
-	}
-	v := reflect.ValueOf(c)
-	if v.Kind() != reflect.Struct {
-		return nil, false
-	}
-	if f := v.FieldByName("Kind"); f.IsValid() && f.CanInterface() {
-		kind, _ = f.Interface().(error)
-	}
-	if f := v.FieldByName("Transient"); f.IsValid() && f.Kind() == reflect.Bool {
-		transient = f.Bool()
-	}
-	return kind, transient
+	c := d.Classify(err)
+	return c.Kind, c.Transient
 }
 
 func (s *sqlKeys) createTables(ctx context.Context) error {
