@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -1023,5 +1024,56 @@ func TestPersonalShapes(t *testing.T) {
 	}
 	if g.ForOther.Street.Value() != "3 Other Ave" || g.Home.City != "Oxford" {
 		t.Errorf("the other subject's data, or a plain field, after Forget: %+v", g)
+	}
+}
+
+// TestPersonalPlaintextForm: a sealed value's plaintext is the
+// transcoder's JSON of the value (datetime_iso for a time), decryptable
+// with the data key from the keys table by the documented layout.
+func TestPersonalPlaintextForm(t *testing.T) {
+	ctx := context.Background()
+	db, d, _ := sqliteFile(t)
+	keys, err := es.NewSQLPersonalKeys(db, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CreateTables(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec := es.NewMemoryRecorder()
+	events := es.NewEventStore(personalMapper(t), rec)
+	events.Personal = keys
+	id := uuid.New()
+	if _, err := events.Put(ctx, register(id, aliceName, aliceEmail, "UK")); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := rec.SelectEvents(ctx, id, nil)
+	var state map[string]map[string]string
+	var full map[string]any
+	if err := es.NewTranscoder().Decode(stored[0].State, &full); err != nil {
+		t.Fatal(err)
+	}
+	state = map[string]map[string]string{}
+	for _, k := range []string{"name", "born"} {
+		m := full[k].(map[string]any)
+		state[k] = map[string]string{"k": m["k"].(string), "c": m["c"].(string)}
+	}
+	var raw []byte
+	if err := db.QueryRow("SELECT wrapped_key FROM personal_keys WHERE key_id = ?", state["born"]["k"]).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	c, err := es.NewAESCipher(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"name": `"Alice Liddell"`, "born": `{"_type_":"datetime_iso","_data_":"1852-05-04T00:00:00+00:00"}`} {
+		ct, err := base64.StdEncoding.DecodeString(state[k]["c"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := c.Decrypt(ct)
+		if err != nil || string(pt) != want {
+			t.Errorf("%s: plaintext %s, %v, want %s", k, pt, err, want)
+		}
 	}
 }
