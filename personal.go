@@ -370,6 +370,9 @@ func (b *planBuilder) subject(typ reflect.Type, field, name string) (*subjectRef
 		if !ok {
 			continue
 		}
+		if !sf.IsExported() {
+			return nil, bad("names an unexported field")
+		}
 		if sf.Type != uuidType {
 			return nil, bad(fmt.Sprintf("names a field of type %v, want uuid.UUID", sf.Type))
 		}
@@ -402,7 +405,7 @@ func (w *personalWalk) walk(n *pnode, v reflect.Value, subject uuid.UUID) error 
 	case pkStruct:
 		for _, f := range n.fields {
 			s := subject
-			if f.subject != nil {
+			if f.subject != nil && w.seal { // opening needs the key ID only
 				var err error
 				if s, err = w.subjectOf(f, v); err != nil {
 					return err
@@ -460,11 +463,7 @@ func (w *personalWalk) subjectOf(f pfield, v reflect.Value) (uuid.UUID, error) {
 		}
 		from = from.Field(x)
 	}
-	id := from.Interface().(uuid.UUID)
-	if id == (uuid.UUID{}) && w.seal {
-		return id, fmt.Errorf("%w: the subject field %s is the zero UUID", ErrProgramming, f.subject.name)
-	}
-	return id, nil
+	return from.Interface().(uuid.UUID), nil
 }
 
 func (w *personalWalk) sealOne(pf personalField, subject uuid.UUID) error {
@@ -475,7 +474,7 @@ func (w *personalWalk) sealOne(pf personalField, subject uuid.UUID) error {
 		return errNoPersonalKeys
 	}
 	if subject == (uuid.UUID{}) {
-		return fmt.Errorf("%w: personal data of the zero UUID (the originator ID is unset)", ErrProgramming)
+		return fmt.Errorf("%w: personal data of the zero UUID (its subject's ID, the originator's or the tagged field's, is unset)", ErrProgramming)
 	}
 	key := w.lastKey
 	if key == nil || key.subject != subject {

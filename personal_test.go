@@ -567,6 +567,12 @@ type pInMap struct {
 	Names map[string]es.Personal[string] `json:"names"`
 }
 
+type pUnexportedSubject struct {
+	es.DomainEvent
+	who  uuid.UUID
+	Name es.Personal[string] `json:"name" personal:"who"`
+}
+
 type pZeroSubject struct {
 	es.DomainEvent
 	Who  uuid.UUID           `json:"who"`
@@ -578,7 +584,7 @@ type pZeroSubject struct {
 func TestPersonalRefused(t *testing.T) {
 	ctx := context.Background()
 	m := es.NewMapper[es.Event](nil)
-	for topic, e := range map[string]es.Event{"t:BadTag": &pBadTag{}, "t:BadTagType": &pBadTagType{}, "t:InMap": &pInMap{}, "t:Zero": &pZeroSubject{}} {
+	for topic, e := range map[string]es.Event{"t:BadTag": &pBadTag{}, "t:BadTagType": &pBadTagType{}, "t:InMap": &pInMap{}, "t:Zero": &pZeroSubject{}, "t:Unexported": &pUnexportedSubject{}} {
 		if err := m.RegisterTopic(topic, e); err != nil {
 			t.Fatal(err)
 		}
@@ -595,6 +601,7 @@ func TestPersonalRefused(t *testing.T) {
 		{&pBadTagType{Name: es.NewPersonal("x")}, es.ErrProgramming},
 		{&pInMap{Names: map[string]es.Personal[string]{"a": es.NewPersonal("x")}}, es.ErrUnsupportedType},
 		{&pZeroSubject{Name: es.NewPersonal("x")}, es.ErrProgramming},
+		{&pUnexportedSubject{Name: es.NewPersonal("x")}, es.ErrProgramming},
 	} {
 		c.e.(interface{ SetOriginator(uuid.UUID, int64) }).SetOriginator(id, 1)
 		if _, err := events.Put(ctx, c.e); !errors.Is(err, c.want) {
@@ -603,6 +610,12 @@ func TestPersonalRefused(t *testing.T) {
 	}
 	if n, _ := rec.MaxNotificationID(ctx); n != 0 {
 		t.Errorf("%d events written", n)
+	}
+	// A zero subject with no value to seal is fine (an optional friend).
+	e := &pZeroSubject{}
+	e.SetOriginator(id, 1)
+	if _, err := events.Put(ctx, e); err != nil {
+		t.Errorf("zero subject, no value: %v", err)
 	}
 }
 
