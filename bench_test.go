@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	es "github.com/seed06b138f8/eventsourcing"
 	"github.com/seed06b138f8/eventsourcing/dialect/postgres"
@@ -497,59 +500,76 @@ func BenchmarkSelectNotifications(b *testing.B) {
 // each to its own aggregate: the library's group commit beside the naive
 // locked baseline (one transaction per call). The two alternate in blocks
 // of 32 calls per goroutine (benchAB); es-ns/op and raw-ns/op are per call.
+//
+// On PostgreSQL it runs twice: with the append function (postgres/...)
+// and without (postgres-tx/..., NoAppendFunction), the before and after of
+// issue 22.
 func BenchmarkConcurrentPut(b *testing.B) {
 	ctx := context.Background()
 	shapes := []struct{ g, n int }{{1, 1}, {8, 1}, {32, 1}, {8, 10}}
 	for _, bd := range benchDBs(b) {
-		for _, s := range shapes {
-			b.Run(fmt.Sprintf("%s/g%d/n%d", bd.name, s.g, s.n), func(b *testing.B) {
-				r, rr := bd.recorder(b, es.SQLOptions{}), bd.recorder(b, es.SQLOptions{})
-				if bd.name == "postgres" {
-					bd.db.SetMaxOpenConns(s.g + 2)
-				}
-				calls := 32 * s.g
-				type writer struct {
-					id uuid.UUID
-					v  int64
-				}
-				block := func(put func(w *writer) error) func() error {
-					ws := make([]writer, s.g)
-					for i := range ws {
-						ws[i] = writer{uuid.New(), 1}
-					}
-					return func() error {
-						var next atomic.Int64
-						var wg sync.WaitGroup
-						errs := make(chan error, s.g)
-						for i := range ws {
-							wg.Add(1)
-							go func(w *writer) {
-								defer wg.Done()
-								for next.Add(1) <= int64(calls) {
-									if err := put(w); err != nil {
-										errs <- err
-										return
-									}
-									w.v += int64(s.n)
-								}
-							}(&ws[i])
-						}
-						wg.Wait()
-						close(errs)
-						return <-errs
-					}
-				}
-				benchAB(b, calls, block(func(w *writer) error {
-					_, err := r.InsertEvents(ctx, benchEvents(w.id, w.v, s.n), nil)
-					return err
-				}), block(func(w *writer) error {
-					return bd.rawInsert(ctx, rr, benchEvents(w.id, w.v, s.n))
-				}))
-				if st := r.GroupStats(); st.Transactions > 0 {
-					b.ReportMetric(float64(st.Calls)/float64(st.Transactions), "calls/tx")
-				}
-			})
+		paths := []string{""}
+		if bd.name == "postgres" {
+			paths = append(paths, "-tx")
 		}
+		for _, path := range paths {
+			for _, s := range shapes {
+				b.Run(fmt.Sprintf("%s%s/g%d/n%d", bd.name, path, s.g, s.n), func(b *testing.B) {
+					benchConcurrentPut(ctx, b, bd, s.g, s.n, es.SQLOptions{NoAppendFunction: path == "-tx"})
+				})
+			}
+		}
+	}
+}
+
+// benchConcurrentPut is one shape of BenchmarkConcurrentPut: g goroutines
+// appending n events at a time, through a recorder with opts.
+func benchConcurrentPut(ctx context.Context, b *testing.B, bd benchDB, g, n int, opts es.SQLOptions) {
+	s := struct{ g, n int }{g, n}
+	r, rr := bd.recorder(b, opts), bd.recorder(b, es.SQLOptions{})
+	if bd.name == "postgres" {
+		bd.db.SetMaxOpenConns(s.g + 2)
+	}
+	calls := 32 * s.g
+	type writer struct {
+		id uuid.UUID
+		v  int64
+	}
+	block := func(put func(w *writer) error) func() error {
+		ws := make([]writer, s.g)
+		for i := range ws {
+			ws[i] = writer{uuid.New(), 1}
+		}
+		return func() error {
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, s.g)
+			for i := range ws {
+				wg.Add(1)
+				go func(w *writer) {
+					defer wg.Done()
+					for next.Add(1) <= int64(calls) {
+						if err := put(w); err != nil {
+							errs <- err
+							return
+						}
+						w.v += int64(s.n)
+					}
+				}(&ws[i])
+			}
+			wg.Wait()
+			close(errs)
+			return <-errs
+		}
+	}
+	benchAB(b, calls, block(func(w *writer) error {
+		_, err := r.InsertEvents(ctx, benchEvents(w.id, w.v, s.n), nil)
+		return err
+	}), block(func(w *writer) error {
+		return bd.rawInsert(ctx, rr, benchEvents(w.id, w.v, s.n))
+	}))
+	if st := r.GroupStats(); st.Transactions > 0 {
+		b.ReportMetric(float64(st.Calls)/float64(st.Transactions), "calls/tx")
 	}
 }
 
@@ -687,4 +707,155 @@ func BenchmarkGetLargeAggregate(b *testing.B) {
 	}
 	b.ReportMetric(peak, "peak-heap-MiB")
 	reportEventsPerSec(b, b.N*n)
+}
+
+// BenchmarkPutVsRaw (issue 22) appends batches of 1, 10 and 100 events
+// from one goroutine on PostgreSQL, interleaving five ways to do it on
+// one pool of connections that counts the statements sent (each a round
+// trip), each to a table of its own:
+//
+//   - es: the library (the append function: one call per transaction);
+//   - es-tx: the library with NoAppendFunction (BEGIN, the lock
+//     statements with NOTIFY, INSERT ... RETURNING, COMMIT);
+//   - raw: hand-written BEGIN; a prepared multi-row INSERT; COMMIT, with
+//     no lock and no IDs returned (the baseline of the issue's targets);
+//   - raw-locked: rawInsert, what the library did by hand (lock, IDs);
+//   - ceiling: a prepared INSERT in autocommit mode (one round trip, no
+//     lock, no IDs).
+//
+// Each reports <way>-ns/op and <way>-rt/op (round trips per transaction);
+// raw/es, raw/es-tx and ceiling/es are the ratios of their times (above 1,
+// the library is faster); es-p50-us and es-p99-us (and es-tx's) are the
+// latencies of a single Put of the library, in microseconds.
+func BenchmarkPutVsRaw(b *testing.B) {
+	if os.Getenv(pgtest.EnvDSN) == "" {
+		b.Skip("PostgreSQL only: set " + pgtest.EnvDSN)
+	}
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(pgtest.DSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn := &auditConnector{inner: stdlib.GetConnector(*cfg)} // no schedule: it only counts
+	db := sql.OpenDB(conn)
+	b.Cleanup(func() { db.Close() })
+	bd := benchDB{"postgres", db, postgres.Dialect{}, pgtest.Schema(b, pgtest.DB(b))}
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("postgres/%d", n), func(b *testing.B) {
+			r := bd.recorder(b, es.SQLOptions{})
+			rt := bd.recorder(b, es.SQLOptions{NoAppendFunction: true})
+			rr, rl, rc := bd.recorder(b, es.SQLOptions{}), bd.recorder(b, es.SQLOptions{}), bd.recorder(b, es.SQLOptions{})
+			if !r.AppendFunction() || rt.AppendFunction() {
+				b.Fatalf("append function: es %v, es-tx %v", r.AppendFunction(), rt.AppendFunction())
+			}
+			ways := []benchWay{
+				{name: "es", lat: true, put: seqPut(func(evs []es.StoredEvent) error { _, err := r.InsertEvents(ctx, evs, nil); return err }, n)},
+				{name: "es-tx", lat: true, put: seqPut(func(evs []es.StoredEvent) error { _, err := rt.InsertEvents(ctx, evs, nil); return err }, n)},
+				{name: "raw", put: seqPut(func(evs []es.StoredEvent) error { return bd.rawInsertPlain(ctx, rr, evs, true) }, n)},
+				{name: "raw-locked", put: seqPut(func(evs []es.StoredEvent) error { return bd.rawInsert(ctx, rl, evs) }, n)},
+				{name: "ceiling", put: seqPut(func(evs []es.StoredEvent) error { return bd.rawInsertPlain(ctx, rc, evs, false) }, n)},
+			}
+			benchWays(b, &conn.stmts, ways)
+			b.ReportMetric(ways[2].mean()/ways[0].mean(), "raw/es")
+			b.ReportMetric(ways[2].mean()/ways[1].mean(), "raw/es-tx")
+			b.ReportMetric(ways[4].mean()/ways[0].mean(), "ceiling/es")
+		})
+	}
+}
+
+// seqPut returns a put of n new events at a time to one aggregate.
+func seqPut(put func([]es.StoredEvent) error, n int) func() error {
+	id, v := uuid.New(), int64(1)
+	return func() error {
+		err := put(benchEvents(id, v, n))
+		v += int64(n)
+		return err
+	}
+}
+
+// benchWay is one way of appending that benchWays times.
+type benchWay struct {
+	name  string
+	lat   bool // report its latency percentiles
+	put   func() error
+	times []time.Duration
+	stmts int64
+}
+
+func (w *benchWay) mean() float64 {
+	var sum time.Duration
+	for _, d := range w.times {
+		sum += d
+	}
+	return float64(sum) / float64(max(1, len(w.times)))
+}
+
+// benchWays runs each way b.N times, interleaved in a rotating order (so
+// that none always runs first or last), counting the statements stmts
+// counts during each, and reports <way>-ns/op, <way>-rt/op, and for
+// those that ask, <way>-p50-us and <way>-p99-us.
+func benchWays(b *testing.B, stmts *atomic.Int64, ways []benchWay) {
+	b.Helper()
+	i := 0
+	for b.Loop() {
+		for k := range ways {
+			w := &ways[(i+k)%len(ways)]
+			s0, t0 := stmts.Load(), time.Now()
+			if err := w.put(); err != nil {
+				b.Fatalf("%s: %v", w.name, err)
+			}
+			w.times = append(w.times, time.Since(t0))
+			w.stmts += stmts.Load() - s0
+		}
+		i++
+	}
+	b.ReportMetric(0, "ns/op") // the sum of all: not a figure of any
+	for k := range ways {
+		w := &ways[k]
+		b.ReportMetric(w.mean(), w.name+"-ns/op")
+		b.ReportMetric(float64(w.stmts)/float64(max(1, len(w.times))), w.name+"-rt/op")
+		if w.lat {
+			sorted := slices.Clone(w.times)
+			slices.Sort(sorted)
+			pct := func(p float64) float64 {
+				return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds())
+			}
+			b.ReportMetric(pct(0.50), w.name+"-p50-us")
+			b.ReportMetric(pct(0.99), w.name+"-p99-us")
+		}
+	}
+}
+
+// rawInsertPlain is the baseline of issue 22 written by hand: a prepared
+// multi-row INSERT with no lock and no RETURNING, in BEGIN ... COMMIT
+// (tx) or in autocommit mode (the ceiling: one round trip).
+func (bd benchDB) rawInsertPlain(ctx context.Context, r *es.SQLRecorder, evs []es.StoredEvent, tx bool) error {
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + r.EventsTable().Quote(bd.d) + " (originator_id, originator_version, topic, state) VALUES ")
+	args := make([]any, 0, 4*len(evs))
+	for i, e := range evs {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		p := 4*i + 1
+		q.WriteString("(" + bd.d.Placeholder(p) + "," + bd.d.Placeholder(p+1) + "," + bd.d.Placeholder(p+2) + "," + bd.d.Placeholder(p+3) + ")")
+		args = append(args, bd.d.UUIDArg(e.OriginatorID), e.OriginatorVersion, e.Topic, e.State)
+	}
+	stmt, err := rawStmt(bd.db, q.String())
+	if err != nil {
+		return err
+	}
+	if !tx {
+		_, err := stmt.ExecContext(ctx, args...)
+		return err
+	}
+	t, err := bd.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	if _, err := t.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+		return err
+	}
+	return t.Commit()
 }
