@@ -130,15 +130,15 @@ func (p Personal[T]) GoString() string { return p.String() }
 type personalField interface {
 	sealed() *personalSealed
 	personalStatus() personalStatus
-	encodeValue(t *Transcoder) ([]byte, error)
+	encodeValue(t *Transcoder, dst []byte) ([]byte, error)
 	decodeValue(t *Transcoder, data []byte) error
 	setForgotten()
 }
 
 func (p *Personal[T]) sealed() *personalSealed        { return &p.personalSealed }
 func (p *Personal[T]) personalStatus() personalStatus { return p.status }
-func (p *Personal[T]) encodeValue(t *Transcoder) ([]byte, error) {
-	return t.Encode(p.value)
+func (p *Personal[T]) encodeValue(t *Transcoder, dst []byte) ([]byte, error) {
+	return t.AppendEncode(dst, p.value)
 }
 func (p *Personal[T]) decodeValue(t *Transcoder, data []byte) error {
 	// A JSON string without escapes is its bytes between the quotes: the
@@ -484,10 +484,13 @@ func (w *personalWalk) sealOne(pf personalField, subject uuid.UUID) error {
 		}
 		w.lastKey = key
 	}
-	plain, err := pf.encodeValue(w.t)
+	bp := personalBufPool.Get().(*[]byte)
+	defer putPersonalBuf(bp)
+	plain, err := pf.encodeValue(w.t, (*bp)[:0])
 	if err != nil {
 		return err
 	}
+	*bp = plain
 	ct, err := key.aead.Encrypt(plain)
 	if err != nil {
 		return fmt.Errorf("seal personal data: %w", err)
@@ -516,7 +519,7 @@ func (w *personalWalk) openOne(pf personalField) error {
 		return nil
 	}
 	bp := personalBufPool.Get().(*[]byte)
-	defer personalBufPool.Put(bp)
+	defer putPersonalBuf(bp)
 	buf := slices.Grow((*bp)[:0], base64.StdEncoding.DecodedLen(len(s.C)))[:base64.StdEncoding.DecodedLen(len(s.C))]
 	n, err := base64.StdEncoding.Decode(buf, []byte(s.C))
 	if err != nil {
@@ -530,8 +533,15 @@ func (w *personalWalk) openOne(pf personalField) error {
 	return pf.decodeValue(w.t, plain)
 }
 
-// personalBufPool holds buffers for decoded ciphertexts.
+// personalBufPool holds buffers for plaintexts and decoded ciphertexts.
 var personalBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// putPersonalBuf returns a buffer to the pool, unless it grew large.
+func putPersonalBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		personalBufPool.Put(bp)
+	}
+}
 
 // keyByID is keys.keyByID, remembering the last key of the walk: the
 // fields of one event are mostly of one subject.
