@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -314,6 +315,10 @@ func (g *groupCommitter) runGroups(t *turn) {
 				time.Sleep(g.maxDelay)
 			}
 		}
+		// The callers of the transaction just delivered (if this
+		// goroutine ran it, keeping the turn) get a moment to queue
+		// again and join the next batch.
+		runtime.Gosched()
 		batch, grp, ok := t.next()
 		if !ok {
 			return
@@ -416,15 +421,17 @@ func (g *groupCommitter) transact(ctx context.Context, disarm func() error, t *t
 		return
 	}
 
-	// 4. commit. (A transaction whose insert committed, autocommitTx,
-	// is past its point of no return already: no context to disarm.)
+	// 4. commit. A transaction whose insert committed (autocommitTx) is
+	// past its point of no return already: no context to disarm; and it
+	// keeps the turn until its callers have their results, so that they
+	// may queue again for the next transaction (see runGroups).
 	if ac, ok := tx.(autocommitTx); !ok || !ac.autocommitted() {
 		if err = disarm(); err != nil { // the leader alone, whose context ended
 			g.deliverAll(claimed, nil, nil, err)
 			return
 		}
+		t.handOn()
 	}
-	t.handOn()
 	var p commitProbe // what the check of a COMMIT with an open outcome looks for
 	written := 0
 	for i, c := range claimed {
