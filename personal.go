@@ -536,8 +536,10 @@ func (w *personalWalk) openOne(pf personalField) error {
 // personalBufPool holds buffers for plaintexts and decoded ciphertexts.
 var personalBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
-// putPersonalBuf returns a buffer to the pool, unless it grew large.
+// putPersonalBuf returns a buffer to the pool, unless it grew large,
+// cleared: it held personal data in plaintext.
 func putPersonalBuf(bp *[]byte) {
+	clear(*bp)
 	if cap(*bp) <= 64<<10 {
 		personalBufPool.Put(bp)
 	}
