@@ -1090,3 +1090,105 @@ func TestPersonalPlaintextForm(t *testing.T) {
 		}
 	}
 }
+
+// TestPersonalProjectionAcrossForget: a projection into a table of the
+// application's database (SQLite file, PostgreSQL) runs while a customer
+// is forgotten: it keeps going, and a handler that sees a forgotten value
+// erases what it had written of it.
+func TestPersonalProjectionAcrossForget(t *testing.T) {
+	for _, b := range personalBackends() {
+		if b.name == "Memory" || b.name == "SQLiteMemory" {
+			continue // the view is an SQL table
+		}
+		t.Run(b.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			f := newPersonalFixture(t, b, nil)
+			view := "customers_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:8]
+			if _, err := f.db.Exec("CREATE TABLE " + view + " (id TEXT PRIMARY KEY, name TEXT, country TEXT)"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.db.Exec("DROP TABLE " + view) })
+			ph := func(i int) string {
+				if f.pg {
+					return "$" + string(rune('0'+i))
+				}
+				return "?"
+			}
+			store := f.rec.(*es.SQLRecorder)
+			project := func(ctx context.Context, tx *sql.Tx, n es.Recorded[es.Event]) error {
+				reg, ok := n.Event.(*pRegistered)
+				if !ok {
+					return nil
+				}
+				name := reg.Name.Value()
+				if reg.Name.Forgotten() {
+					name = "" // erase the copy too
+				}
+				_, err := tx.ExecContext(ctx, "INSERT INTO "+view+" (id, name, country) VALUES ("+ph(1)+", "+ph(2)+", "+ph(3)+
+					") ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, country = EXCLUDED.country", reg.OriginatorID().String(), name, reg.Country)
+				return err
+			}
+			p, err := es.NewProjection("customers", f.events, store, project, &es.RunnerOptions{Subscribe: es.SubscribeOptions{PollInterval: 20 * time.Millisecond}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			alice, bob := uuid.New(), uuid.New()
+			put := func(e es.Event) int64 {
+				t.Helper()
+				ids, err := f.events.Put(ctx, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := p.Wait(ctx, ids[0]); err != nil {
+					t.Fatal(err)
+				}
+				return ids[0]
+			}
+			put(register(alice, aliceName, aliceEmail, "UK"))
+			if err := f.keys.Forget(ctx, alice, "erasure"); err != nil {
+				t.Fatal(err)
+			}
+			put(register(bob, bobName, "b@example.com", "FR"))
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			read := func() []string {
+				t.Helper()
+				rows, err := f.db.Query("SELECT name, country FROM " + view + " ORDER BY country")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rows.Close()
+				var got []string
+				for rows.Next() {
+					var name, country string
+					if err := rows.Scan(&name, &country); err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, name+"/"+country)
+				}
+				return got
+			}
+			// The copy made before the Forget is the application's to
+			// erase; a rebuild (another projection from the start) reads
+			// Alice's registration as forgotten, without an error.
+			if want := []string{bobName + "/FR", aliceName + "/UK"}; !slices.Equal(read(), want) {
+				t.Errorf("view %q, want %q", read(), want)
+			}
+			rebuild, err := es.NewProjection("rebuild", f.events, store, project, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rebuild.RunUntilCaughtUp(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{bobName + "/FR", "/UK"}; !slices.Equal(read(), want) {
+				t.Errorf("view after a rebuild %q, want %q", read(), want)
+			}
+		})
+	}
+}
