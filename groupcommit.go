@@ -38,9 +38,12 @@ type GroupStats struct {
 // transaction's COMMIT, its holder hands the turn on if calls are queued:
 // a committer goroutine takes every queued call (up to MaxGroupSize) and
 // begins and waits for the lock while the first COMMIT runs; and so on
-// until the queue is empty, when the turn is given back. With group commit
-// off (MaxGroupSize 1) there is no turn and no queue: every call is a
-// leader, alone in its transaction.
+// until the queue is empty, when the turn is given back. A transaction
+// that is one statement committing itself (PostgreSQL's append function,
+// autocommitTx) has no COMMIT to overlap: its holder keeps the turn until
+// its callers have their results, then takes the next batch itself. With
+// group commit off (MaxGroupSize 1) there is no turn and no queue: every
+// call is a leader, alone in its transaction.
 //
 // A transaction (transact, the one function that decides every call's
 // outcome) goes through these steps:
