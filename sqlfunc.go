@@ -307,8 +307,9 @@ func (t *funcTx) commit(commitProbe) error {
 // timeout is the shortest; if that fires, the calls whose contexts have
 // ended get their context's error and the others are sent again, so that
 // a call sent with others waits for the lock no longer than it would
-// alone. A call whose reply is lost (or whose context ended while it was
-// on its way: the driver then drops the connection) is checked.
+// alone, and leave as soon as they have their error. A call whose reply
+// is lost (or whose context ended while it was on its way: the driver
+// then drops the connection) is checked.
 func (t *funcTx) insert(ctx context.Context, calls []*groupCall, _ bool) ([][]int64, []error, error) {
 	ids, errs := make([][]int64, len(calls)), make([]error, len(calls))
 	live := make([]int, 0, len(calls))
@@ -317,12 +318,14 @@ func (t *funcTx) insert(ctx context.Context, calls []*groupCall, _ bool) ([][]in
 	}
 	for attempt := 0; ; attempt++ {
 		lockTO, short := t.r.lockTO, false
-		var sub []*groupCall
+		var sub, left []*groupCall
+		var leftErrs []error
 		keep := live[:0]
 		for _, i := range live {
 			c := calls[i]
 			if attempt > 0 && c.ctx.Err() != nil {
 				errs[i] = t.r.ctxError(c.ctx, "insert events")
+				left, leftErrs = append(left, c), append(leftErrs, errs[i])
 				continue
 			}
 			if dl, ok := c.ctx.Deadline(); ok {
@@ -334,6 +337,11 @@ func (t *funcTx) insert(ctx context.Context, calls []*groupCall, _ bool) ([][]in
 			sub = append(sub, c)
 		}
 		live = keep
+		if len(left) > 0 {
+			// Nothing of them is written: they leave now, not when the
+			// others' outcome is known (transact's delivery skips them).
+			t.r.group.deliverAll(left, nil, leftErrs, nil)
+		}
 		if len(live) == 0 {
 			return ids, errs, nil
 		}
