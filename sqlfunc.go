@@ -42,10 +42,6 @@ type AppendFunctioner interface {
 	// tracking records are in tracking, of the layout multiRow; both
 	// tables are schema-qualified.
 	AppendFunction(events, tracking Table, multiRow bool) AppendFunction
-	// BackendPID returns the server process ID of a connection, given as
-	// database/sql's Conn.Raw gives it, if the dialect can tell it
-	// without a query (the recorder asks BackendPIDQuery otherwise).
-	BackendPID(driverConn any) (int64, bool)
 	// AppendRolledBack reports whether err, the error of a call of the
 	// function, proves that its transaction was rolled back (an error
 	// the server sent before it could commit).
@@ -93,7 +89,9 @@ type AppendFunction struct {
 	// ([]int64), returns for each stored event among them its position
 	// in the arguments (from 1), topic, state and notification ID.
 	Lookup string
-	// BackendPIDQuery returns the session's server process ID.
+	// BackendPIDQuery returns the session's server process ID, as the
+	// server knows it (the ID a driver got when it connected may be a
+	// pooler's). The recorder asks it once per connection.
 	BackendPIDQuery string
 	// EndBackend ends the server process $1 (not the session's own) and
 	// the transaction it runs; BackendAlive, with $1, returns whether it
@@ -230,8 +228,7 @@ type autocommitTx interface{ autocommitted() bool }
 func (t *funcTx) autocommitted() bool { return true }
 
 // beginFunc takes a connection for a call of the append function and
-// finds its server process ID (asking the server the first time, on a
-// connection the dialect cannot tell it of).
+// finds its server process ID (asking the server the first time).
 func (r *SQLRecorder) beginFunc(ctx context.Context, f *appendFunc) (writeTx, error) {
 	conn, err := r.db.Conn(ctx)
 	if err != nil {
@@ -251,15 +248,11 @@ func (f *appendFunc) backendPID(ctx context.Context, conn *sql.Conn) (int64, err
 	var pid int64
 	var known bool
 	conn.Raw(func(dc any) error {
-		pid, known = f.af.BackendPID(dc)
-		if !known && dc != nil && reflect.TypeOf(dc).Comparable() {
+		if dc != nil && reflect.TypeOf(dc).Comparable() {
 			key = dc
 		}
 		return nil
 	})
-	if known {
-		return pid, nil
-	}
 	if key != nil {
 		f.mu.Lock()
 		pid, known = f.pids[key]

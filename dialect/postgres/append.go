@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	es "github.com/seed06b138f8/eventsourcing"
 )
@@ -200,15 +199,6 @@ func (d Dialect) AppendFunction(events, tracking es.Table, multiRow bool) es.App
 
 // quoteLiteral quotes s as an SQL string literal.
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// BackendPID returns the server process ID of a pgx connection (as
-// database/sql's Conn.Raw gives it), known to pgx since it connected.
-func (Dialect) BackendPID(driverConn any) (int64, bool) {
-	if c, ok := driverConn.(*stdlib.Conn); ok && c.Conn() != nil {
-		return int64(c.Conn().PgConn().PID()), true
-	}
-	return 0, false
-}
 
 // AppendRolledBack reports an error the server sent as an ERROR (not
 // FATAL or PANIC): the statement's transaction, which in autocommit mode
