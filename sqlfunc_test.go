@@ -560,3 +560,44 @@ func TestAppendFunctionLostReply(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendFunctionCreateTablesConcurrently: processes that create the
+// same tables at once all succeed, all append through the function, and
+// one function is left (one made it; the others found it made under the
+// DDL lock and left it alone).
+func TestAppendFunctionCreateTablesConcurrently(t *testing.T) {
+	ctx := context.Background()
+	db, d, schema := postgresSchema(t)
+	opts := es.SQLOptions{Schema: schema, Table: pgtestName("ev"), TrackingTable: pgtestName("tr")}
+	const n = 4
+	recs := make([]*es.SQLRecorder, n)
+	for i := range recs {
+		r, err := es.NewSQLRecorder(ctx, db, d, &opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = r
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, r := range recs {
+		wg.Go(func() { errs[i] = r.CreateTables(ctx) })
+	}
+	wg.Wait()
+	for i, r := range recs {
+		if errs[i] != nil {
+			t.Errorf("CreateTables %d: %v", i, errs[i])
+		} else if !r.AppendFunction() {
+			t.Errorf("recorder %d does not append through the function", i)
+		}
+	}
+	var fns int
+	if err := db.QueryRow("SELECT count(*) FROM pg_proc WHERE pronamespace = $1::regnamespace AND proname LIKE $2", schema, opts.Table+"_append_%").Scan(&fns); err != nil || fns != 1 {
+		t.Errorf("%d functions (%v), want 1", fns, err)
+	}
+	for i, r := range recs {
+		if _, err := r.InsertEvents(ctx, fnEvents(uuid.New(), 1, 1), nil); err != nil {
+			t.Errorf("recorder %d: %v", i, err)
+		}
+	}
+}

@@ -175,19 +175,27 @@ func (d Dialect) AppendFunction(events, tracking es.Table, multiRow bool) es.App
 		" a_counts integer[], a_tracked boolean[], a_tnames text[], a_tids bigint[], a_tlows bigint[], a_notify boolean)" +
 		" RETURNS TABLE (r_status integer, r_call integer, r_id bigint, r_detail text)" +
 		" LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $es_append$\n" + body + "\n$es_append$"
-	// Functions of the same name (an older version's, of another
-	// signature or return type) go first: CREATE OR REPLACE would add an
-	// overload, or refuse to change the return type.
-	drop := "DO $es_drop$ DECLARE f regprocedure; BEGIN" +
-		" FOR f IN SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname = " + quoteLiteral(fn.Name) +
-		" AND p.pronamespace = to_regnamespace(" + quoteLiteral(d.QuoteIdentifier(events.Schema)) + ") LOOP" +
-		" EXECUTE 'DROP FUNCTION ' || f::text; END LOOP; END $es_drop$"
+	// One statement, under the DDL lock: nothing if this version's
+	// function is there (another process made it meanwhile: calls of it
+	// go on undisturbed); otherwise functions of the same name go first
+	// (an older version's, of another signature or return type: CREATE
+	// OR REPLACE would add an overload, or refuse to change the return
+	// type), then this one is made.
+	ddl := "DO $es_fn$ DECLARE f regprocedure; BEGIN\n" +
+		"IF coalesce(obj_description(to_regprocedure(" + quoteLiteral(sig) + "), 'pg_proc') = " + quoteLiteral(marker) + ", false) THEN RETURN; END IF;\n" +
+		"FOR f IN SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname = " + quoteLiteral(fn.Name) +
+		" AND p.pronamespace = to_regnamespace(" + quoteLiteral(d.QuoteIdentifier(events.Schema)) + ") LOOP\n" +
+		"  EXECUTE 'DROP FUNCTION ' || f::text;\n" +
+		"END LOOP;\n" +
+		"EXECUTE $es_create$" + create + "$es_create$;\n" +
+		"EXECUTE " + quoteLiteral("COMMENT ON FUNCTION "+sig+" IS "+quoteLiteral(marker)) + ";\n" +
+		"END $es_fn$"
 
 	return es.AppendFunction{
 		Name:   fn.String(),
 		Exists: "SELECT coalesce(obj_description(to_regprocedure($1), 'pg_proc') = $2, false)",
 		Args:   []any{sig, marker},
-		Create: append(d.createSchema(events), drop, create, "COMMENT ON FUNCTION "+sig+" IS "+quoteLiteral(marker)),
+		Create: append(d.createSchema(events), ddl),
 		Call:   "SELECT r_status, r_call, r_id, r_detail FROM " + qfn + "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 		Lookup: "SELECT k.ord_, e.topic, e.state, e.notification_id FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS k(oid_, ver_, ord_)" +
 			" JOIN " + ev + " e ON e.originator_id = k.oid_::uuid AND e.originator_version = k.ver_",
