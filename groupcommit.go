@@ -401,7 +401,13 @@ func (g *groupCommitter) transact(ctx context.Context, disarm func() error, t *t
 	defer tx.rollback()
 
 	// 2. claim.
-	if claimed, err = g.claim(grp, calls, disarm, t); err != nil {
+	// With a transaction that is one statement (autocommitTx), no call
+	// joins a leader's: the leader runs it on its own goroutine, and its
+	// call must be free to leave at its own deadline while the lock
+	// wait goes on for others (queued calls go in the next one).
+	ac, auto := tx.(autocommitTx)
+	auto = auto && ac.autocommitted()
+	if claimed, err = g.claim(grp, calls, disarm, t, !auto); err != nil {
 		g.deliverAll(calls, nil, nil, err)
 		return
 	}
@@ -428,7 +434,7 @@ func (g *groupCommitter) transact(ctx context.Context, disarm func() error, t *t
 	// past its point of no return already: no context to disarm; and it
 	// keeps the turn until its callers have their results, so that they
 	// may queue again for the next transaction (see runGroups).
-	if ac, ok := tx.(autocommitTx); !ok || !ac.autocommitted() {
+	if !auto {
 		if err = disarm(); err != nil { // the leader alone, whose context ended
 			g.deliverAll(claimed, nil, nil, err)
 			return
@@ -460,9 +466,10 @@ func (g *groupCommitter) transact(ctx context.Context, disarm func() error, t *t
 // MaxGroupSize, and returns the claimed calls in order. If every call of a
 // batch gave up (grp's context is cancelled), or the leader's context
 // ended before others joined (disarm), it claims none and returns why.
-func (g *groupCommitter) claim(grp *group, calls []*groupCall, disarm func() error, t *turn) ([]*groupCall, error) {
-	if t == nil {
-		return calls, nil // group commit off: the leader alone
+// Unless join, queued calls do not join a leader's transaction.
+func (g *groupCommitter) claim(grp *group, calls []*groupCall, disarm func() error, t *turn, join bool) ([]*groupCall, error) {
+	if t == nil || (grp == nil && !join) {
+		return calls, nil // group commit off, or no joiners: the leader alone
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -316,8 +316,8 @@ func (t *funcTx) insert(ctx context.Context, calls []*groupCall, _ bool) ([][]in
 		keep := live[:0]
 		for _, i := range live {
 			c := calls[i]
-			if attempt > 0 && c.ctx.Err() != nil {
-				errs[i] = t.r.ctxError(c.ctx, "insert events")
+			if attempt > 0 && ended(c.ctx) {
+				errs[i] = &DatabaseError{Kind: ErrOperational, Op: "insert events", Table: t.r.events.String(), Err: endedCause(c.ctx)}
 				left, leftErrs = append(left, c), append(leftErrs, errs[i])
 				continue
 			}
@@ -358,6 +358,26 @@ func (t *funcTx) insert(ctx context.Context, calls []*groupCall, _ bool) ([][]in
 		}
 		return ids, errs, nil
 	}
+}
+
+// ended reports whether ctx has ended or its deadline has passed (its
+// timer may not have fired yet on a busy machine).
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// endedCause is the cause of a context that ended: its cause, or
+// context.DeadlineExceeded if its deadline has passed and its timer has
+// not fired yet.
+func endedCause(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
 }
 
 // call sends one call of the function for calls, with the lock timeout
