@@ -1,8 +1,9 @@
 package main
 
-// This file copies a store to another database: events with their
-// notification IDs, snapshots and tracking records, byte for byte, in
-// batches, resumably; then compares both sides.
+// This file copies a store to another database: personal data keys (see
+// keys.go), events with their notification IDs, snapshots and tracking
+// records, byte for byte, in batches, resumably; then compares both
+// sides.
 
 import (
 	"context"
@@ -187,9 +188,24 @@ type copyResult struct {
 	Destination string `json:"destination"`
 	Rows        int64  `json:"rows"`
 	Copied      int64  `json:"copied"`
-	Checksum    string `json:"checksum"`
-	Verified    bool   `json:"verified"`
+	// Forgotten counts the keys the source forgot since an earlier copy,
+	// forgotten in the destination now (keys table only).
+	Forgotten int64  `json:"forgotten_now,omitempty"`
+	Checksum  string `json:"checksum"`
+	Verified  bool   `json:"verified"`
+
+	kind tableKind
 }
+
+// tableKind says which table a copyResult is of.
+type tableKind int
+
+const (
+	eventsTable tableKind = iota
+	snapshotsTable
+	trackingTable
+	keysTable
+)
 
 // copyProgress is a JSON line written after each batch.
 type copyProgress struct {
@@ -199,18 +215,36 @@ type copyProgress struct {
 }
 
 func (cp *copier) run(ctx context.Context) error {
-	results := []copyResult{{Table: cp.src.events.String(), Destination: cp.dst.events.String()}}
-	if err := cp.copyEvents(ctx, &results[0]); err != nil {
+	// Refuse a destination holding other events or keys before anything
+	// is written; then the keys first, so that every event copied finds
+	// its keys in the destination, as the library writes them.
+	dstMax, err := cp.prepareEvents(ctx)
+	if err != nil {
+		return err
+	}
+	kc, err := cp.prepareKeys(ctx)
+	if err != nil {
+		return err
+	}
+	var results []copyResult
+	if kc != nil {
+		results = append(results, copyResult{Table: kc.src.String(), Destination: kc.dst.String(), kind: keysTable})
+		if err := cp.copyKeys(ctx, kc, &results[len(results)-1]); err != nil {
+			return err
+		}
+	}
+	results = append(results, copyResult{Table: cp.src.events.String(), Destination: cp.dst.events.String(), kind: eventsTable})
+	if err := cp.copyEvents(ctx, dstMax, &results[len(results)-1]); err != nil {
 		return err
 	}
 	if cp.src.snapshotsExists {
-		results = append(results, copyResult{Table: cp.src.snapshots.String(), Destination: cp.dst.snapshots.String()})
+		results = append(results, copyResult{Table: cp.src.snapshots.String(), Destination: cp.dst.snapshots.String(), kind: snapshotsTable})
 		if err := cp.copySnapshots(ctx, &results[len(results)-1]); err != nil {
 			return err
 		}
 	}
 	if cp.src.trackingExists {
-		results = append(results, copyResult{Table: cp.src.tracking.String(), Destination: cp.dst.tracking.String()})
+		results = append(results, copyResult{Table: cp.src.tracking.String(), Destination: cp.dst.tracking.String(), kind: trackingTable})
 		if err := cp.copyTracking(ctx, &results[len(results)-1]); err != nil {
 			return err
 		}
@@ -225,7 +259,7 @@ func (cp *copier) run(ctx context.Context) error {
 	var differ []string
 	for i := range results {
 		r := &results[i]
-		a, b, err := cp.checksums(ctx, i)
+		a, b, err := cp.checksums(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -237,7 +271,11 @@ func (cp *copier) run(ctx context.Context) error {
 			verdict = fmt.Sprintf("DIFFERENT: the destination has %d rows, checksum %s", b.rows, b)
 			differ = append(differ, r.Destination)
 		}
-		cp.p.line("%s -> %s: %d rows (%d copied now), checksum %s, %s", r.Table, r.Destination, r.Rows, r.Copied, r.Checksum[:16], verdict)
+		forgotten := ""
+		if r.Forgotten > 0 {
+			forgotten = fmt.Sprintf(", %d forgotten now (the source forgot them since the last copy)", r.Forgotten)
+		}
+		cp.p.line("%s -> %s: %d rows (%d copied now%s), checksum %s, %s", r.Table, r.Destination, r.Rows, r.Copied, forgotten, r.Checksum[:16], verdict)
 	}
 	if len(differ) > 0 {
 		return fmt.Errorf("the copy differs from the source in %s: was either side written during the copy? Stop the application, then run copy again (it refuses a destination holding other data)", strings.Join(differ, ", "))
@@ -268,23 +306,29 @@ func (cp *copier) differs(table es.Table, what string) error {
 	return fmt.Errorf("the destination's table %s (%s) holds data the source does not: %s; copy into an empty store, or into an earlier copy of this one that was interrupted", table, cp.dst.where, what)
 }
 
-// copyEvents copies the events table after the destination's highest
-// notification ID, once the destination's rows up to it are found to be
-// the source's.
-func (cp *copier) copyEvents(ctx context.Context, res *copyResult) error {
-	srcT, dstT := cp.src.events, cp.dst.events
-	nid := func(r tableReader) string { return r.d.NotificationIDColumn() }
-	var dstMax, dstCount, srcMax int64
-	if err := cp.dst.db.QueryRowContext(ctx, "SELECT COALESCE(MAX("+nid(cp.dr)+"), 0), COUNT(*) FROM "+dstT.Quote(cp.dst.d)).Scan(&dstMax, &dstCount); err != nil {
-		return fmt.Errorf("read the destination's %s: %w", dstT, err)
-	}
-	if err := cp.src.db.QueryRowContext(ctx, "SELECT COALESCE(MAX("+nid(cp.sr)+"), 0) FROM "+srcT.Quote(cp.src.d)).Scan(&srcMax); err != nil {
-		return fmt.Errorf("read %s: %w", srcT, err)
+// prepareEvents returns the destination's highest notification ID, once
+// the destination's rows up to it are found to be the source's.
+func (cp *copier) prepareEvents(ctx context.Context) (int64, error) {
+	dstT := cp.dst.events
+	var dstMax, dstCount int64
+	if err := cp.dst.db.QueryRowContext(ctx, "SELECT COALESCE(MAX("+cp.dr.d.NotificationIDColumn()+"), 0), COUNT(*) FROM "+dstT.Quote(cp.dst.d)).Scan(&dstMax, &dstCount); err != nil {
+		return 0, fmt.Errorf("read the destination's %s: %w", dstT, err)
 	}
 	if dstCount > 0 {
 		if err := cp.checkEventsPrefix(ctx, dstMax, dstCount); err != nil {
-			return err
+			return 0, err
 		}
+	}
+	return dstMax, nil
+}
+
+// copyEvents copies the events table after the destination's highest
+// notification ID, dstMax (see prepareEvents).
+func (cp *copier) copyEvents(ctx context.Context, dstMax int64, res *copyResult) error {
+	srcT, dstT := cp.src.events, cp.dst.events
+	var srcMax int64
+	if err := cp.src.db.QueryRowContext(ctx, "SELECT COALESCE(MAX("+cp.sr.d.NotificationIDColumn()+"), 0) FROM "+srcT.Quote(cp.src.d)).Scan(&srcMax); err != nil {
+		return fmt.Errorf("read %s: %w", srcT, err)
 	}
 	insert := cp.eventInserter()
 	var page []eventRow
@@ -580,25 +624,23 @@ func (cp *copier) copyTracking(ctx context.Context, res *copyResult) error {
 	}
 }
 
-// checksums returns the checksums of result i's table on both sides.
-func (cp *copier) checksums(ctx context.Context, i int) (src, dst checksum, err error) {
+// checksums returns the checksums of a result's table on both sides.
+func (cp *copier) checksums(ctx context.Context, res *copyResult) (src, dst checksum, err error) {
 	sides := []struct {
 		s   *store
 		r   tableReader
 		sum *checksum
 	}{{cp.src, cp.sr, &src}, {cp.dst, cp.dr, &dst}}
 	for _, side := range sides {
-		switch i {
-		case 0:
+		switch res.kind {
+		case eventsTable:
 			err = sumEvents(ctx, side.r, side.s.events, side.sum, cp.prog)
-		case 1:
-			if cp.src.snapshotsExists {
-				err = sumSnapshots(ctx, side.r, side.s.snapshots, side.sum)
-				break
-			}
-			fallthrough
-		default:
+		case snapshotsTable:
+			err = sumSnapshots(ctx, side.r, side.s.snapshots, side.sum)
+		case trackingTable:
 			err = sumTracking(ctx, side.r, side.s.tracking, cp.src.multiRow, side.sum)
+		case keysTable:
+			err = sumKeys(ctx, side.r, side.s.keys, side.sum)
 		}
 		if err != nil {
 			return src, dst, fmt.Errorf("verify the copy (%s): %w", side.s.where, err)

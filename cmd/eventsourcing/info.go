@@ -17,6 +17,7 @@ type infoReport struct {
 	EventsTable    tableInfo        `json:"events_table"`
 	SnapshotsTable tableInfo        `json:"snapshots_table"`
 	TrackingTable  tableInfo        `json:"tracking_table"`
+	KeysTable      tableInfo        `json:"personal_keys_table"`
 	Tracking       string           `json:"tracking_layout"` // single-row or multi-row
 	PythonCompat   bool             `json:"python_compatible"`
 	Notes          []string         `json:"notes,omitempty"`
@@ -25,6 +26,8 @@ type infoReport struct {
 	MaxID          int64            `json:"max_notification_id"`
 	Snapshots      int64            `json:"snapshots"`
 	Records        []trackingRecord `json:"tracking"`
+	Keys           int64            `json:"personal_keys"`
+	ForgottenKeys  int64            `json:"forgotten_keys"`
 	States         string           `json:"states"`
 	StatesRead     string           `json:"states_read"` // "yes", or why not
 }
@@ -77,6 +80,9 @@ func runInfo(ctx context.Context, c *cli, args []string) error {
 		}
 		p.line("%-18s %s (%s)", t.what, t.t.Name, state)
 	}
+	if rep.KeysTable.Exists {
+		p.line("%-18s %s (exists)", "keys table", rep.KeysTable.Name)
+	}
 	p.line("tracking layout    %s", rep.Tracking)
 	compat := "yes"
 	if !rep.PythonCompat {
@@ -90,6 +96,9 @@ func runInfo(ctx context.Context, c *cli, args []string) error {
 	p.line("aggregates         %d", rep.Aggregates)
 	p.line("max notification   %d", rep.MaxID)
 	p.line("snapshots          %d", rep.Snapshots)
+	if rep.KeysTable.Exists {
+		p.line("personal keys      %d (%d forgotten)", rep.Keys, rep.ForgottenKeys)
+	}
 	if len(rep.Records) == 0 {
 		p.line("tracking records   none")
 	}
@@ -118,6 +127,7 @@ func (s *store) info(ctx context.Context) (*infoReport, error) {
 		EventsTable:    tableInfo{s.events.String(), s.eventsExists},
 		SnapshotsTable: tableInfo{s.snapshots.String(), s.snapshotsExists},
 		TrackingTable:  tableInfo{s.tracking.String(), s.trackingExists},
+		KeysTable:      tableInfo{s.keys.String(), s.keysExists},
 		Tracking:       "single-row (one row per upstream application, Python 9.5 and later)",
 		PythonCompat:   true,
 		States:         s.dec.describe(),
@@ -143,6 +153,12 @@ func (s *store) info(ctx context.Context) (*infoReport, error) {
 			return nil, err
 		}
 		rep.Records = recs
+	}
+	if s.keysExists {
+		var err error
+		if rep.Keys, rep.ForgottenKeys, err = keyCounts(ctx, s.db, s.d, s.keys); err != nil {
+			return nil, err
+		}
 	}
 	rep.StatesRead = "yes (the newest state decrypts, decompresses and parses)"
 	if rep.MaxID == 0 {

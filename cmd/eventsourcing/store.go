@@ -207,6 +207,10 @@ type store struct {
 
 	events, snapshots, tracking                   es.Table
 	eventsExists, snapshotsExists, trackingExists bool
+	// keys is the personal data keys table (see keys.go), as the library
+	// names it for the application.
+	keys       es.Table
+	keysExists bool
 	// multiRow is the tracking table's layout (as found; as configured if
 	// the table does not exist).
 	multiRow bool
@@ -312,6 +316,12 @@ func (s *store) openTables(ctx context.Context) error {
 	}
 	s.trackingExists = n > 0
 	s.multiRow = n == 2 || (n == 0 && s.cfg.MultiRowTracking)
+	if s.keys, _, err = keysTableOf(s.db, s.d, s.cfg.Name, schema); err != nil {
+		return err
+	}
+	if s.keysExists, err = keysTableExists(ctx, s.db, s.d, s.keys); err != nil {
+		return err
+	}
 	opts := &es.SQLOptions{AppName: s.cfg.Name, Schema: schema, MultiRowTracking: s.multiRow}
 	if s.eventsExists {
 		if s.rec, err = es.NewSQLRecorder(ctx, s.db, s.d, opts); err != nil {

@@ -17,6 +17,7 @@ type badRow struct {
 	OriginatorID   string `json:"originator_id,omitempty"`
 	Version        int64  `json:"originator_version,omitempty"`
 	Application    string `json:"application_name,omitempty"`
+	KeyID          string `json:"key_id,omitempty"`
 	Reason         string `json:"reason"`
 }
 
@@ -31,6 +32,9 @@ func (b badRow) String() string {
 	if b.Application != "" {
 		where = append(where, fmt.Sprintf("application %q", b.Application))
 	}
+	if b.KeyID != "" {
+		where = append(where, fmt.Sprintf("key %q", b.KeyID))
+	}
 	if len(where) == 0 {
 		return fmt.Sprintf("%s: %s", b.Table, b.Reason)
 	}
@@ -39,13 +43,16 @@ func (b badRow) String() string {
 
 // verifySummary is verify's last line.
 type verifySummary struct {
-	Events       int64 `json:"events"`
-	Aggregates   int64 `json:"aggregates"`
-	Snapshots    int64 `json:"snapshots"`
-	Tracking     int64 `json:"tracking_rows"`
-	Bad          int64 `json:"bad_rows"`
-	CustomStates int64 `json:"states_with_custom_types"`
-	OK           bool  `json:"ok"`
+	Events     int64 `json:"events"`
+	Aggregates int64 `json:"aggregates"`
+	Snapshots  int64 `json:"snapshots"`
+	Tracking   int64 `json:"tracking_rows"`
+	// Keys and ForgottenKeys count the personal data keys table's rows.
+	Keys          int64 `json:"personal_keys,omitempty"`
+	ForgottenKeys int64 `json:"forgotten_keys,omitempty"`
+	Bad           int64 `json:"bad_rows"`
+	CustomStates  int64 `json:"states_with_custom_types"`
+	OK            bool  `json:"ok"`
 }
 
 // verifier checks a store's rows, reporting each bad one as it finds it.
@@ -97,7 +104,11 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 	if v.sum.CustomStates > 0 {
 		custom = fmt.Sprintf("; %d states hold values of the application's own transcodings, checked as JSON only", v.sum.CustomStates)
 	}
-	v.p.line("verify: %s: %d events of %d aggregates, %d snapshots, %d tracking rows read%s", verdict, v.sum.Events, v.sum.Aggregates, v.sum.Snapshots, v.sum.Tracking, custom)
+	keys := ""
+	if s.keysExists {
+		keys = fmt.Sprintf(", %d personal data keys (%d forgotten)", v.sum.Keys, v.sum.ForgottenKeys)
+	}
+	v.p.line("verify: %s: %d events of %d aggregates, %d snapshots, %d tracking rows%s read%s", verdict, v.sum.Events, v.sum.Aggregates, v.sum.Snapshots, v.sum.Tracking, keys, custom)
 	if err := v.p.flush(); err != nil {
 		return err
 	}
@@ -131,6 +142,11 @@ func (v *verifier) run(ctx context.Context) error {
 	}
 	if s.trackingExists {
 		if err := v.trackingRows(ctx); err != nil {
+			return err
+		}
+	}
+	if s.keysExists {
+		if err := v.personalKeys(ctx); err != nil {
 			return err
 		}
 	}
