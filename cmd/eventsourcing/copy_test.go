@@ -139,6 +139,13 @@ func sameRows(t *testing.T, what string, a, b tables, raw bool) {
 // reported.
 func copyKilled(t *testing.T, env []string, args []string, minimum int64) int64 {
 	t.Helper()
+	return copyKilledWhen(t, env, args, func(p copyProgress) bool { return p.Through > 0 && p.Copied >= minimum })
+}
+
+// copyKilledWhen is copyKilled, killing the copy at the first progress
+// line for which kill reports true.
+func copyKilledWhen(t *testing.T, env []string, args []string, kill func(copyProgress) bool) int64 {
+	t.Helper()
 	cmd := exec.Command(toolPath, append(args, "--json", "--batch", "100", "--max-rate", "2000")...)
 	cmd.Env = cleanEnv(env...)
 	var stderr bytes.Buffer
@@ -160,7 +167,7 @@ func copyKilled(t *testing.T, env []string, args []string, minimum int64) int64 
 		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
 			t.Fatalf("copy --json: %q: %v", sc.Text(), err)
 		}
-		if p.Through > 0 && p.Copied >= minimum {
+		if kill(p) {
 			cmd.Process.Kill()
 			return p.Copied
 		}

@@ -226,3 +226,48 @@ func TestVerifyBadKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyPersonalKeysResumed: a copy killed in the middle of the keys
+// table resumes, and the copy is verified.
+func TestCopyPersonalKeysResumed(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	pg := pgtest.DB(t)
+	schema := pgtest.Schema(t, pg)
+	p := pipeline{name: "plain"}
+	src := sqliteStore(t, p)
+	events, keys, closeSrc := personalStore(t, src)
+	var ids []uuid.UUID
+	for i := 0; i < 600; i++ {
+		id := uuid.New()
+		ids = append(ids, id)
+		if _, err := events.Put(ctx, &Registered{DomainEvent: es.NewDomainEvent(id, 1), Name: es.NewPersonal("p")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := keys.Forget(ctx, ids[7], "gone"); err != nil {
+		t.Fatal(err)
+	}
+	closeSrc()
+	toPG := append([]string{"copy", "--to", dsn, "--to-schema", schema}, src.args...)
+	copyKilledWhen(t, src.env, toPG, func(c copyProgress) bool { return c.Table == "personal_keys" && c.Copied >= 200 })
+	var n int64
+	if err := pg.QueryRow("SELECT COUNT(*) FROM " + schema + ".bank_personal_keys").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n < 200 || n >= 600 {
+		t.Fatalf("after the kill the destination holds %d keys, want 200 to 599", n)
+	}
+	r := mustRun(t, src.env, toPG...)
+	if !strings.Contains(r.stdout, "personal_keys -> "+schema+".bank_personal_keys: 600 rows") || !strings.Contains(r.stdout, "verified") {
+		t.Errorf("resumed copy:\n%s", r)
+	}
+	dst := postgresStoreIn(t, p, schema)
+	dstEvents, _, closeDst := personalStore(t, dst)
+	defer closeDst()
+	for i, id := range ids {
+		if name := readName(t, dstEvents, id); name.Forgotten() != (i == 7) {
+			t.Errorf("destination: %s forgotten %v", id, name.Forgotten())
+		}
+	}
+}
