@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,23 @@ func TestCopyPersonalKeys(t *testing.T) {
 	if b := pgFileVacuumed(t, pg, table, key); bytes.Contains(b, key) {
 		t.Errorf("the destination's keys table file still holds the forgotten key")
 	}
+
+	// Back to SQLite: the keys read there as in PostgreSQL, and verify.
+	back := filepath.Join(t.TempDir(), "back.db")
+	r = mustRun(t, dst.env, append([]string{"copy", "--to", back}, dst.args...)...)
+	if !strings.Contains(r.stdout, "bank_personal_keys -> personal_keys: 5 rows (5 copied now)") || !strings.Contains(r.stdout, "verified") {
+		t.Errorf("copy back to SQLite:\n%s", r)
+	}
+	mustRun(t, nil, "verify", "--app", "Bank", "--db", back, "-e", "CIPHER_KEY="+testKey)
+	backStore := &testStore{app: "Bank", env: append([]string{"PERSISTENCE_MODULE=sqlite", "SQLITE_DBNAME=" + back}, p.env()...)}
+	backStore.lookup = lookupOf(backStore.env)
+	backEvents, _, closeBack := personalStore(t, backStore)
+	for i, id := range ids {
+		if name := readName(t, backEvents, id); name.Forgotten() != (i < 2) {
+			t.Errorf("SQLite copy: %s forgotten %v", id, name.Forgotten())
+		}
+	}
+	closeBack()
 
 	// A destination holding a key the source does not have is refused.
 	if _, err := pg.Exec("INSERT INTO "+table+" (key_id, subject, generation, wrapped_key, created_at) VALUES ($1, $2, 1, $3, now())",
