@@ -73,7 +73,7 @@ func TestAuditWriterProcess(t *testing.T) {
 	r := newWriterRecorder(t, db, writerDialect(cfg.Backend), opts)
 	tg := &auditTarget{rec: r, db: db}
 	if opts.MaxGroupSize != 1 {
-		tg.stats = r.GroupStats
+		tg.stats = r.Stats
 	}
 	goroutines := runtime.NumGoroutine()
 	s.armed.Store(true)

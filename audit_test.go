@@ -676,7 +676,7 @@ func (o *auditObserver) ObserveEnd(_ context.Context, op es.Op, res es.OpResult)
 }
 
 // checkCounters compares the calls told "success" with the Observer's
-// count and GroupStats. A transaction's calls are counted just after their
+// count and Stats().Calls. A transaction's calls are counted just after their
 // callers are released, so the counts are given a moment to settle.
 func checkCounters(bad *violations, tg *auditTarget, obs *auditObserver, hist []*auditCall) {
 	var ok int64
@@ -701,7 +701,7 @@ func checkCounters(bad *violations, tg *auditTarget, obs *auditObserver, hist []
 		bad.addf("the Observer was told of %d committed calls; %d calls were told success", observed, ok)
 	}
 	if stats != ok {
-		bad.addf("GroupStats().Calls is %d; %d calls were told success", stats, ok)
+		bad.addf("Stats().Calls is %d; %d calls were told success", stats, ok)
 	}
 }
 
@@ -738,8 +738,8 @@ func eventually(d time.Duration, cond func() bool) bool {
 // auditTarget is a recorder under audit, and how to read it back.
 type auditTarget struct {
 	rec   es.ProcessRecorder
-	stats func() es.GroupStats // nil: no group commit
-	db    *sql.DB              // the faulted pool (nil: memory)
+	stats func() es.Stats // nil: no group commit
+	db    *sql.DB         // the faulted pool (nil: memory)
 	view  auditView
 	// disrupt, if not nil, injects real faults until its context ends.
 	disrupt func(ctx context.Context)
@@ -1039,7 +1039,7 @@ func sqlTarget(t *testing.T, db, viewDB *sql.DB, d es.Dialect, opts es.SQLOption
 	}
 	tg := &auditTarget{rec: r, db: db, view: sqlView(t, viewDB, d, opts)}
 	if opts.MaxGroupSize != 1 {
-		tg.stats = r.GroupStats
+		tg.stats = r.Stats
 	}
 	return tg
 }
@@ -1188,7 +1188,7 @@ func postgresAuditBackend(t *testing.T) auditBackend {
 			opts.Observer, opts.Schema, opts.LockTimeout = obs, schema, auditLockTimeout
 			opts.Table, opts.TrackingTable = pgtest.UniqueName("audit_ev"), pgtest.UniqueName("audit_tr")
 			tg := sqlTarget(t, db, side, postgres.Dialect{}, opts)
-			if fn := tg.rec.(*es.SQLRecorder).AppendFunction(); fn == opts.NoAppendFunction {
+			if fn := tg.rec.(*es.SQLRecorder).Stats().AppendFunction; fn == opts.NoAppendFunction {
 				t.Fatalf("the recorder appends through the append function: %v, NoAppendFunction: %v", fn, opts.NoAppendFunction)
 			}
 			table := tg.rec.(*es.SQLRecorder).EventsTable().Quote(postgres.Dialect{})

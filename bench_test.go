@@ -568,7 +568,7 @@ func benchConcurrentPut(ctx context.Context, b *testing.B, bd benchDB, g, n int,
 	}), block(func(w *writer) error {
 		return bd.rawInsert(ctx, rr, benchEvents(w.id, w.v, s.n))
 	}))
-	if st := r.GroupStats(); st.Transactions > 0 {
+	if st := r.Stats(); st.Transactions > 0 {
 		b.ReportMetric(float64(st.Calls)/float64(st.Transactions), "calls/tx")
 	}
 }
@@ -745,8 +745,8 @@ func BenchmarkPutVsRaw(b *testing.B) {
 			r := bd.recorder(b, es.SQLOptions{})
 			rt := bd.recorder(b, es.SQLOptions{NoAppendFunction: true})
 			rr, rl, rc := bd.recorder(b, es.SQLOptions{}), bd.recorder(b, es.SQLOptions{}), bd.recorder(b, es.SQLOptions{})
-			if !r.AppendFunction() || rt.AppendFunction() {
-				b.Fatalf("append function: es %v, es-tx %v", r.AppendFunction(), rt.AppendFunction())
+			if !r.Stats().AppendFunction || rt.Stats().AppendFunction {
+				b.Fatalf("append function: es %v, es-tx %v", r.Stats().AppendFunction, rt.Stats().AppendFunction)
 			}
 			ways := []benchWay{
 				{name: "es", lat: true, put: seqPut(func(evs []es.StoredEvent) error { _, err := r.InsertEvents(ctx, evs, nil); return err }, n)},

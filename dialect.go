@@ -1,8 +1,8 @@
 package eventsourcing
 
 // The database contract: Dialect, its Traits, ErrorClass and optional
-// capabilities (Notifier, Listener, Replication, SchemaChecker,
-// OriginatorIDChecker), Table, and the registry of dialect openers.
+// capabilities (Notifier, Listener, Replication, AppendFunctioner,
+// SchemaChecker, OriginatorIDChecker), Table, and the registry of dialect openers.
 
 import (
 	"context"
@@ -142,6 +142,82 @@ type Replication interface {
 	// replayed as an integer (0 if none), and the seconds since it replayed
 	// its last commit (NULL if none).
 	ReplicaQuery() string
+}
+
+// AppendFunctioner is implemented by dialects whose databases can append
+// a group of InsertEvents calls in one statement that is its own
+// transaction, through a server-side function. The SQL recorder creates
+// the function in CreateTables (unless SQLOptions.NoAppendFunction), uses
+// it once it exists, and otherwise appends with BEGIN, the lock
+// statements, INSERT and COMMIT.
+//
+// A call of the function whose reply is lost leaves its outcome open. The
+// recorder then waits for the call's server process to end (it ends it),
+// after which the call has committed or never will, and looks its rows up.
+type AppendFunctioner interface {
+	// CurrentSchemaQuery returns a query whose one row is the schema
+	// tables named without one are created in (NULL if none).
+	CurrentSchemaQuery() string
+	// AppendFunction returns the function of an events table whose
+	// tracking records are in tracking, of the layout multiRow; both
+	// tables are schema-qualified.
+	AppendFunction(events, tracking Table, multiRow bool) AppendFunction
+	// AppendRolledBack reports whether err, the error of a call of the
+	// function, proves that its transaction was rolled back (an error
+	// the server sent before it could commit).
+	AppendRolledBack(err error) bool
+	// AppendTrackingConflict reports whether err, the error of a call of
+	// the function for one InsertEvents call, is the conflict of its
+	// tracking record (in tracking): last is the highest notification ID
+	// recorded for its application, as the check of multi-row tracking
+	// found it, or -1 if the error does not say.
+	AppendTrackingConflict(err error, tracking Table) (last int64, ok bool)
+}
+
+// AppendFunction is a dialect's append function of one events table: what
+// shows it exists, what creates it, and the statements that call it and
+// check a call whose reply was lost.
+type AppendFunction struct {
+	// Name is the function's schema-qualified name, for messages.
+	Name string
+	// Exists, with its arguments Args, is a query whose one row and
+	// column is true when the function exists as this version of the
+	// dialect makes it (of this signature, for these tables).
+	Exists string
+	Args   []any
+	// Create holds the statements that create the function, replacing
+	// one of another version; CreateTables runs them in the transaction
+	// (under the DDL lock) that creates the tables.
+	Create []string
+	// Call calls the function, with the arguments: the lock timeout in
+	// milliseconds (int64, 0 for none); the events' originator IDs
+	// ([]string), versions ([]int64), topics ([]string) and states
+	// ([][]byte) in call order; per call, its number of events
+	// ([]int32), whether it has a tracking record ([]bool), and the
+	// record's application name ([]string), notification ID and lowest
+	// notification ID ([]int64); and whether to notify (bool). Its rows
+	// are (status, call, notification ID, detail): status 0 with a
+	// notification ID, one per event in order (call NULL: every call
+	// written, the IDs in call order), or with a call index from 1 and a
+	// NULL ID for a call without events; or, for a call that conflicted
+	// (the others written): 1 (its events: detail is the server's
+	// message), 2 (its tracking record is not after the last recorded:
+	// the ID is the last, NULL if not known) or 3 (a unique violation on
+	// the tracking table: detail).
+	Call string
+	// Lookup, with the arguments originator IDs ([]string) and versions
+	// ([]int64), returns for each stored event among them its position
+	// in the arguments (from 1), topic, state and notification ID.
+	Lookup string
+	// BackendPIDQuery returns the session's server process ID, as the
+	// server knows it (the ID a driver got when it connected may be a
+	// pooler's). The recorder asks it once per connection.
+	BackendPIDQuery string
+	// EndBackend ends the server process $1 (not the session's own) and
+	// the transaction it runs; BackendAlive, with $1, returns whether it
+	// still runs.
+	EndBackend   string
+	BackendAlive string
 }
 
 // SchemaChecker is implemented by dialects that can tell with reads which

@@ -14,18 +14,6 @@ import (
 	"time"
 )
 
-// GroupStats counts what group commit did: how many InsertEvents calls it
-// committed in how many transactions.
-type GroupStats struct {
-	Transactions int64
-	Calls        int64
-	// Function reports that the recorder appends through the
-	// server-side append function (one statement and one round trip per
-	// transaction; see [SQLRecorder.AppendFunction]), also with group
-	// commit off; false: with BEGIN, lock statements, INSERT and COMMIT.
-	Function bool
-}
-
 // Group commit: concurrent InsertEvents calls on one SQLRecorder are
 // combined into one transaction (one lock, one commit), as bbolt's
 // DB.Batch does.

@@ -156,7 +156,7 @@ func TestGroupCommitStateQueuedCallsFailWithTheirLock(t *testing.T) {
 			t.Errorf("queued call %d: IDs %v, error %v; want the lock error", i, o.ids, o.err)
 		}
 	}
-	if s := (GroupStats{Transactions: g.groups.Load(), Calls: g.calls.Load()}); s != (GroupStats{}) {
+	if s := (Stats{Transactions: g.groups.Load(), Calls: g.calls.Load()}); s != (Stats{}) {
 		t.Errorf("stats %+v after failures only, want zero", s)
 	}
 }
@@ -193,7 +193,7 @@ func TestGroupCommitStateAbandonedBatchDoesNotFailJoiners(t *testing.T) {
 			t.Errorf("call %d that queued behind the abandoned batch: IDs %v, error %v; want committed", i, o.ids, o.err)
 		}
 	}
-	if s := (GroupStats{Transactions: g.groups.Load(), Calls: g.calls.Load()}); s != (GroupStats{Transactions: 2, Calls: 3}) {
+	if s := (Stats{Transactions: g.groups.Load(), Calls: g.calls.Load()}); s != (Stats{Transactions: 2, Calls: 3}) {
 		t.Errorf("stats %+v, want 2 transactions of 3 calls", s)
 	}
 }

@@ -149,3 +149,26 @@ func lastNotificationID(ns []Notification) int64 {
 // It is not an application: recording or asking for its tracking records is
 // ErrProgramming.
 const MigrationTrackingName = "__migration__"
+
+// Stats is a snapshot of what an SQL recorder has done, from its Stats
+// method: the one set of counters of [SQLRecorder] and
+// [ReplicatedRecorder].
+type Stats struct {
+	// Transactions and Calls count group commit: how many InsertEvents
+	// calls were committed in how many transactions (zero with group
+	// commit off). Calls counts exactly the calls that were told their
+	// events are written.
+	Transactions int64
+	Calls        int64
+	// AppendFunction reports that the recorder appends through the
+	// server-side append function (one statement and one round trip per
+	// transaction), also with group commit off; false: with BEGIN, lock
+	// statements, INSERT and COMMIT. It is decided when the recorder is
+	// made (the function exists) or by CreateTables (which creates it if
+	// it can).
+	AppendFunction bool
+	// PrimaryReads, of a ReplicatedRecorder, is how many reads the primary
+	// served (no standby was usable, or had replayed what the read asked
+	// for, or one failed); zero for an SQLRecorder.
+	PrimaryReads int64
+}

@@ -185,9 +185,14 @@ func (r *ReplicatedRecorder) Standbys() []StandbyStatus {
 	return out
 }
 
-// PrimaryReads returns how many reads the primary has served (no standby
-// was usable, or had replayed what the read asked for, or one failed).
-func (r *ReplicatedRecorder) PrimaryReads() int64 { return r.primReads.Load() }
+// Stats returns the primary recorder's counters (its writes) with
+// PrimaryReads, how many reads the primary has served. Standbys gives
+// each standby's.
+func (r *ReplicatedRecorder) Stats() Stats {
+	s := r.primary.Stats()
+	s.PrimaryReads = r.primReads.Load()
+	return s
+}
 
 // routeRead runs read on a standby's recorder, chosen for ctx's required
 // position, and on the primary's if no standby can serve it or the

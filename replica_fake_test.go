@@ -120,11 +120,11 @@ func (f *fakeReplica) waitChecks(n int64) {
 // readFrom reads through the recorder in ctx and says who served it.
 func (f *fakeReplica) readFrom(ctx context.Context) string {
 	f.t.Helper()
-	p0, s0 := f.rr.PrimaryReads(), f.rr.Standbys()[0].Reads
+	p0, s0 := f.rr.Stats().PrimaryReads, f.rr.Standbys()[0].Reads
 	if _, err := f.rr.SelectEvents(ctx, uuid.New(), nil); err != nil {
 		f.t.Fatal(err)
 	}
-	switch p, s := f.rr.PrimaryReads()-p0, f.rr.Standbys()[0].Reads-s0; {
+	switch p, s := f.rr.Stats().PrimaryReads-p0, f.rr.Standbys()[0].Reads-s0; {
 	case p == 1 && s == 0:
 		return "primary"
 	case p == 0 && s == 1:

@@ -108,7 +108,7 @@ func TestReplicaConformance(t *testing.T) {
 	var standby, primary int64
 	for _, rr := range rrs {
 		standby += rr.Standbys()[0].Reads
-		primary += rr.PrimaryReads()
+		primary += rr.Stats().PrimaryReads
 	}
 	t.Logf("reads: %d from the standby, %d from the primary", standby, primary)
 	if standby == 0 {
@@ -325,7 +325,7 @@ func TestReplicaWritersAndReaders(t *testing.T) {
 	holes := log[len(log)-1] - int64(len(log))
 	st := f.rr.Standbys()[0]
 	t.Logf("%d writers, %v: %d events committed (IDs 1..%d, %d holes from rolled-back inserts); %d readers each saw exactly the primary's log; reads: %d standby, %d primary; last lag %v (%d bytes behind)",
-		writers, run, len(log), log[len(log)-1], holes, readers, st.Reads, f.rr.PrimaryReads(), st.Lag, st.Behind)
+		writers, run, len(log), log[len(log)-1], holes, readers, st.Reads, f.rr.Stats().PrimaryReads, st.Lag, st.Behind)
 	if st.Reads == 0 {
 		t.Error("no read went to the standby")
 	}
@@ -344,7 +344,7 @@ func TestReplicaReadYourWrites(t *testing.T) {
 			pairs = 200 // the same wait as "session", with the position passed by hand
 		}
 		t.Run(mode, func(t *testing.T) {
-			misses, primary0, standby0 := 0, f.rr.PrimaryReads(), f.rr.Standbys()[0].Reads
+			misses, primary0, standby0 := 0, f.rr.Stats().PrimaryReads, f.rr.Standbys()[0].Reads
 			start := time.Now()
 			for i := range pairs {
 				ctx := context.Background()
@@ -371,7 +371,7 @@ func TestReplicaReadYourWrites(t *testing.T) {
 				}
 			}
 			el := time.Since(start)
-			fromPrimary := f.rr.PrimaryReads() - primary0
+			fromPrimary := f.rr.Stats().PrimaryReads - primary0
 			fromStandby := f.rr.Standbys()[0].Reads - standby0
 			t.Logf("%s: %d Put-then-Get pairs in %v (%v a pair): %d misses; reads %d standby, %d primary",
 				mode, pairs, el.Round(time.Millisecond), (el / time.Duration(pairs)).Round(time.Microsecond), misses, fromStandby, fromPrimary)
@@ -417,10 +417,10 @@ func TestReplicaLagging(t *testing.T) {
 		t.Fatalf("status %+v, want lagging by at least MaxLag", st)
 	}
 	t.Logf("paused standby: %+v", st)
-	p0 := f.rr.PrimaryReads()
+	p0 := f.rr.Stats().PrimaryReads
 	got, err := store.Get(ctx, id, nil)
-	if err != nil || len(got) != 1 || f.rr.PrimaryReads() != p0+1 {
-		t.Fatalf("Get on a lagging standby: %v %v, primary reads %d, want 1 event from the primary", got, err, f.rr.PrimaryReads()-p0)
+	if err != nil || len(got) != 1 || f.rr.Stats().PrimaryReads != p0+1 {
+		t.Fatalf("Get on a lagging standby: %v %v, primary reads %d, want 1 event from the primary", got, err, f.rr.Stats().PrimaryReads-p0)
 	}
 	resume()
 	st = waitUsable(t, f.rr, true, 5*time.Second)
@@ -489,10 +489,10 @@ func TestReplicaStandbyStopped(t *testing.T) {
 	}()
 	st := waitUsable(t, f.rr, false, 5*time.Second)
 	t.Logf("standby stopped: %+v", st)
-	p0, c0 := f.rr.PrimaryReads(), count()
+	p0, c0 := f.rr.Stats().PrimaryReads, count()
 	time.Sleep(time.Second)
-	if f.rr.PrimaryReads() == p0 || count() == c0 {
-		t.Fatalf("with the standby stopped: %d primary reads and %d notifications in a second, want some", f.rr.PrimaryReads()-p0, count()-c0)
+	if f.rr.Stats().PrimaryReads == p0 || count() == c0 {
+		t.Fatalf("with the standby stopped: %d primary reads and %d notifications in a second, want some", f.rr.Stats().PrimaryReads-p0, count()-c0)
 	}
 	ctl("start")
 	stopped = false
@@ -526,7 +526,7 @@ func TestReplicaStandbyStopped(t *testing.T) {
 		t.Fatalf("the subscriber saw %d notifications, the primary has %d", len(seen), len(log))
 	}
 	t.Logf("%d notifications, each seen once in order; standby reads %d before the stop, %d after the restart; primary reads %d",
-		len(log), before, after-s1, f.rr.PrimaryReads())
+		len(log), before, after-s1, f.rr.Stats().PrimaryReads)
 }
 
 // TestReplicaRunner: a runner whose upstream reads come from the standby

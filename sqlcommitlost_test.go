@@ -201,7 +201,7 @@ func TestPostgresConnectionLostDuringCommit(t *testing.T) {
 				}
 				wg.Wait()
 				fc.fault.Store(int32(noFault))
-				if st := r.GroupStats(); callers > 1 && st.Transactions > 1 {
+				if st := r.Stats(); callers > 1 && st.Transactions > 1 {
 					t.Logf("the callers took %d transactions", st.Transactions)
 				}
 				for i := range callers {

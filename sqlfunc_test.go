@@ -41,7 +41,7 @@ func TestSQLRecorderConformanceNoAppendFunction(t *testing.T) {
 				o := opts
 				o.Table, o.TrackingTable = pgtestName("ev"), pgtestName("tr")
 				r := newSQLRecorder(t, db, d, schema, o)
-				if r.AppendFunction() || r.GroupStats().Function {
+				if r.Stats().AppendFunction {
 					t.Fatal("NoAppendFunction: the recorder appends through the function")
 				}
 				return r
@@ -59,8 +59,8 @@ func TestAppendFunctionOn(t *testing.T) {
 			for _, multiRow := range []bool{false, true} {
 				r := newSQLRecorder(t, db, d, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr"), MultiRowTracking: multiRow})
 				want := b.name == "Postgres"
-				if r.AppendFunction() != want || r.GroupStats().Function != want {
-					t.Fatalf("AppendFunction %v, GroupStats().Function %v; want %v", r.AppendFunction(), r.GroupStats().Function, want)
+				if r.Stats().AppendFunction != want {
+					t.Fatalf("Stats().AppendFunction %v; want %v", r.Stats().AppendFunction, want)
 				}
 				ids, err := r.InsertEvents(context.Background(), fnEvents(uuid.New(), 1, 3), &es.Tracking{ApplicationName: "up", NotificationID: 4})
 				if err != nil || len(ids) != 3 || ids[0]+1 != ids[1] || ids[1]+1 != ids[2] {
@@ -128,8 +128,8 @@ func TestAppendFunctionSameContract(t *testing.T) {
 				run := func(fnOff bool) []string {
 					r := newSQLRecorder(t, db, d, schema, es.SQLOptions{Table: pgtestName("ev"), TrackingTable: pgtestName("tr"),
 						MultiRowTracking: multiRow, MaxGroupSize: group, NoAppendFunction: fnOff, LockTimeout: 200 * time.Millisecond})
-					if r.AppendFunction() == fnOff {
-						t.Fatalf("AppendFunction %v with NoAppendFunction %v", r.AppendFunction(), fnOff)
+					if r.Stats().AppendFunction == fnOff {
+						t.Fatalf("AppendFunction %v with NoAppendFunction %v", r.Stats().AppendFunction, fnOff)
 					}
 					return contractScript(t, db, d, r)
 				}
@@ -283,8 +283,8 @@ func TestAppendFunctionFallback(t *testing.T) {
 	}
 	check := func(what string, r *es.SQLRecorder, want bool) {
 		t.Helper()
-		if r.AppendFunction() != want || r.GroupStats().Function != want {
-			t.Errorf("%s: AppendFunction %v, GroupStats().Function %v; want %v", what, r.AppendFunction(), r.GroupStats().Function, want)
+		if r.Stats().AppendFunction != want {
+			t.Errorf("%s: Stats().AppendFunction %v; want %v", what, r.Stats().AppendFunction, want)
 		}
 		if _, err := r.InsertEvents(ctx, fnEvents(uuid.New(), 1, 2), nil); err != nil {
 			t.Errorf("%s: InsertEvents: %v", what, err)
@@ -397,7 +397,7 @@ func TestAppendFunctionNoCreatePrivilege(t *testing.T) {
 	if err := r.CreateTables(ctx); err != nil {
 		t.Fatalf("CreateTables without CREATE privilege: %v", err)
 	}
-	if r.AppendFunction() {
+	if r.Stats().AppendFunction {
 		t.Fatal("a function was made without CREATE privilege")
 	}
 	if _, err := r.InsertEvents(ctx, fnEvents(uuid.New(), 1, 2), &es.Tracking{ApplicationName: "up", NotificationID: 1}); err != nil {
@@ -427,8 +427,8 @@ func faultedFunctionRecorder(t *testing.T, opts es.SQLOptions) (*es.SQLRecorder,
 	if err := r.CreateTables(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r.AppendFunction() == opts.NoAppendFunction {
-		t.Fatalf("AppendFunction %v with NoAppendFunction %v", r.AppendFunction(), opts.NoAppendFunction)
+	if r.Stats().AppendFunction == opts.NoAppendFunction {
+		t.Fatalf("AppendFunction %v with NoAppendFunction %v", r.Stats().AppendFunction, opts.NoAppendFunction)
 	}
 	return r, c, s, side
 }
@@ -587,7 +587,7 @@ func TestAppendFunctionCreateTablesConcurrently(t *testing.T) {
 	for i, r := range recs {
 		if errs[i] != nil {
 			t.Errorf("CreateTables %d: %v", i, errs[i])
-		} else if !r.AppendFunction() {
+		} else if !r.Stats().AppendFunction {
 			t.Errorf("recorder %d does not append through the function", i)
 		}
 	}

@@ -64,7 +64,7 @@ type SQLOptions struct {
 	// NoAppendFunction turns off the server-side append function
 	// (PostgreSQL): each transaction is then BEGIN, the lock statements,
 	// INSERT and COMMIT, as where the function does not exist. See
-	// [SQLRecorder.AppendFunction].
+	// [Stats.AppendFunction].
 	NoAppendFunction bool
 }
 
@@ -316,7 +316,7 @@ func (r *SQLRecorder) checkTrackingLayout(n int64) error {
 // ErrProgramming.
 //
 // On PostgreSQL it also creates the append function (see
-// [SQLRecorder.AppendFunction]), unless SQLOptions.NoAppendFunction,
+// [SQLRecorder.appendFunction]), unless SQLOptions.NoAppendFunction,
 // replacing one of an older version, in the same transaction. Where it
 // cannot (no CREATE privilege on the schema, a read-only session), the
 // tables are created all the same and the recorder appends without it.
@@ -530,11 +530,10 @@ func (r *SQLRecorder) SelectEvents(ctx context.Context, originatorID uuid.UUID, 
 	return out, nil
 }
 
-// GroupStats returns the recorder's group commit counts (zero if group
-// commit is off) and whether it appends through the append function.
-// Calls counts exactly the calls that were told their events are written.
-func (r *SQLRecorder) GroupStats() GroupStats {
-	s := GroupStats{Function: r.AppendFunction()}
+// Stats returns the recorder's counters: group commit's calls and
+// transactions, and whether it appends through the append function.
+func (r *SQLRecorder) Stats() Stats {
+	s := Stats{AppendFunction: r.appendFunction()}
 	if r.group.grouping() {
 		s.Transactions, s.Calls = r.group.groups.Load(), r.group.calls.Load()
 	}

@@ -403,7 +403,7 @@ func TestGroupCommitCombines(t *testing.T) {
 					seen[id] = true
 				}
 			}
-			st := r.GroupStats()
+			st := r.Stats()
 			// Committed calls only: the first, and those that did not conflict.
 			if want := int64(n + 1 - n/5); st.Calls != want || st.Transactions >= st.Calls {
 				t.Errorf("group stats %+v: want %d calls in fewer transactions", st, want)

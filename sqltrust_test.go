@@ -502,7 +502,7 @@ func TestGroupCommitGroupsClosedLoopWriters(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			st := r.GroupStats()
+			st := r.Stats()
 			perTx := float64(st.Calls) / float64(st.Transactions)
 			t.Logf("%d calls in %d transactions: %.2f per transaction", st.Calls, st.Transactions, perTx)
 			if st.Calls != 320 || perTx < 2 {
@@ -544,7 +544,7 @@ func TestGroupCommitLeaderTakesQueuedCalls(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				before := r.GroupStats()
+				before := r.Stats()
 				release := lock(r.EventsTable())
 				defer release()
 				errs := make([]error, len(ids))
@@ -588,7 +588,7 @@ func TestGroupCommitLeaderTakesQueuedCalls(t *testing.T) {
 						}
 					}
 				}
-				after := r.GroupStats()
+				after := r.Stats()
 				if tx := after.Transactions - before.Transactions; tx != c.wantTx {
 					t.Errorf("%d transactions for the calls, want %d (the queued calls join the leader's)", tx, c.wantTx)
 				}
