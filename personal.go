@@ -572,19 +572,27 @@ func rootStruct(rv reflect.Value) (reflect.Value, bool) {
 	return rv, rv.Kind() == reflect.Struct
 }
 
+// personalPlanOf returns the value of an event, the struct it is or points
+// to, and that struct's plan of Personal fields: nil if it has none (or e
+// is not a struct or a pointer to one).
+func personalPlanOf(e any) (rv, sv reflect.Value, plan *pnode, err error) {
+	rv = reflect.ValueOf(e)
+	if !rv.IsValid() {
+		return rv, sv, nil, nil
+	}
+	sv, ok := rootStruct(rv)
+	if !ok {
+		return rv, sv, nil, nil
+	}
+	plan, err = planFor(sv.Type())
+	return rv, sv, plan, err
+}
+
 // sealPersonal returns e, or, if it holds Personal values, a copy of it
 // with them sealed under their subjects' keys: e itself is not changed.
 // keys may be nil if e holds no Personal value.
 func sealPersonal[E any](ctx context.Context, keys *PersonalKeys, t *Transcoder, e E, originator uuid.UUID) (E, error) {
-	rv := reflect.ValueOf(e)
-	if !rv.IsValid() {
-		return e, nil
-	}
-	sv, ok := rootStruct(rv)
-	if !ok {
-		return e, nil
-	}
-	plan, err := planFor(sv.Type())
+	rv, sv, plan, err := personalPlanOf(e)
 	if err != nil || plan == nil {
 		return e, err
 	}
@@ -603,15 +611,7 @@ func sealPersonal[E any](ctx context.Context, keys *PersonalKeys, t *Transcoder,
 // openPersonal opens the Personal values of a decoded event in place (a
 // pointer), or in a copy (a struct value), which it returns.
 func openPersonal[E any](ctx context.Context, keys *PersonalKeys, t *Transcoder, e E, originator uuid.UUID) (E, error) {
-	rv := reflect.ValueOf(e)
-	if !rv.IsValid() {
-		return e, nil
-	}
-	sv, ok := rootStruct(rv)
-	if !ok {
-		return e, nil
-	}
-	plan, err := planFor(sv.Type())
+	rv, sv, plan, err := personalPlanOf(e)
 	if err != nil || plan == nil {
 		return e, err
 	}
