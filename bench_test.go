@@ -154,17 +154,7 @@ func rawStmt(db *sql.DB, q string) (*sql.Stmt, error) {
 // INSERT whose IDs end at LastInsertId; then COMMIT.
 func (bd benchDB) rawInsert(ctx context.Context, r *es.SQLRecorder, evs []es.StoredEvent) error {
 	pg := bd.name == "postgres"
-	var q strings.Builder
-	q.WriteString("INSERT INTO " + r.EventsTable().Quote(bd.d) + " (originator_id, originator_version, topic, state) VALUES ")
-	args := make([]any, 0, 4*len(evs))
-	for i, e := range evs {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		p := 4*i + 1
-		q.WriteString("(" + bd.d.Placeholder(p) + "," + bd.d.Placeholder(p+1) + "," + bd.d.Placeholder(p+2) + "," + bd.d.Placeholder(p+3) + ")")
-		args = append(args, bd.d.UUIDArg(e.OriginatorID), e.OriginatorVersion, e.Topic, e.State)
-	}
+	q, args := bd.rawValues(r, evs)
 	if pg {
 		q.WriteString(" RETURNING " + bd.d.NotificationIDColumn())
 	}
@@ -826,11 +816,10 @@ func benchWays(b *testing.B, stmts *atomic.Int64, ways []benchWay) {
 	}
 }
 
-// rawInsertPlain is the baseline of issue 22 written by hand: a prepared
-// multi-row INSERT with no lock and no RETURNING, in BEGIN ... COMMIT
-// (tx) or in autocommit mode (the ceiling: one round trip).
-func (bd benchDB) rawInsertPlain(ctx context.Context, r *es.SQLRecorder, evs []es.StoredEvent, tx bool) error {
-	var q strings.Builder
+// rawValues returns the multi-row INSERT of evs into r's events table
+// that both raw baselines send, and its arguments.
+func (bd benchDB) rawValues(r *es.SQLRecorder, evs []es.StoredEvent) (*strings.Builder, []any) {
+	q := new(strings.Builder)
 	q.WriteString("INSERT INTO " + r.EventsTable().Quote(bd.d) + " (originator_id, originator_version, topic, state) VALUES ")
 	args := make([]any, 0, 4*len(evs))
 	for i, e := range evs {
@@ -841,6 +830,14 @@ func (bd benchDB) rawInsertPlain(ctx context.Context, r *es.SQLRecorder, evs []e
 		q.WriteString("(" + bd.d.Placeholder(p) + "," + bd.d.Placeholder(p+1) + "," + bd.d.Placeholder(p+2) + "," + bd.d.Placeholder(p+3) + ")")
 		args = append(args, bd.d.UUIDArg(e.OriginatorID), e.OriginatorVersion, e.Topic, e.State)
 	}
+	return q, args
+}
+
+// rawInsertPlain is the baseline of issue 22 written by hand: a prepared
+// multi-row INSERT with no lock and no RETURNING, in BEGIN ... COMMIT
+// (tx) or in autocommit mode (the ceiling: one round trip).
+func (bd benchDB) rawInsertPlain(ctx context.Context, r *es.SQLRecorder, evs []es.StoredEvent, tx bool) error {
+	q, args := bd.rawValues(r, evs)
 	stmt, err := rawStmt(bd.db, q.String())
 	if err != nil {
 		return err
